@@ -1,0 +1,164 @@
+"""Layer 4: flash-attn from its release wheel, else built from source, else xformers.
+
+The branch is decided here in Python, before the layer is composed, and
+recorded in the image as STEADYDANCER_ATTENTION (flash_attn_2 or xformers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import dagger
+from dagger import dag
+
+from ci import pins, source
+from ci.layers.base import uv_pip_install
+from ci.layers.openmmlab import WHEEL_MOUNT, builder, compile_wheel, wheel_key
+
+MODES = ("auto", "flash", "xformers")
+FLASH = "flash_attn_2"
+XFORMERS = "xformers"
+ENV_VAR = "STEADYDANCER_ATTENTION"
+
+
+class AttentionUnavailable(Exception):
+    """flash-attn was forced but neither its wheel nor a source build is available."""
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """Which attention library goes into the image, from where, and why."""
+
+    backend: str
+    origin: str
+    reason: str
+    wheel_url: str | None = None
+
+
+def flash_attn_wheel_name(profile: pins.Profile) -> str:
+    """The release wheel's name for (CUDA major, torch minor, Python tag, C++ ABI)."""
+    torch_minor = ".".join(pins.TORCH.version.split(".")[:2])
+    abi = "TRUE" if pins.TORCH_CXX11_ABI else "FALSE"
+    tag = pins.PYTHON_TAG
+    return (
+        f"flash_attn-{pins.FLASH_ATTN.version}+cu{profile.cuda_major}torch{torch_minor}"
+        f"cxx11abi{abi}-{tag}-{tag}-linux_x86_64.whl"
+    )
+
+
+def flash_attn_wheel_url(profile: pins.Profile, releases: str = pins.FLASH_ATTN_RELEASES) -> str:
+    return f"{releases}/v{pins.FLASH_ATTN.version}/{flash_attn_wheel_name(profile)}"
+
+
+FLASH_BUILD_ENV = {
+    "FLASH_ATTENTION_FORCE_BUILD": "TRUE",
+    "FLASH_ATTN_CUDA_ARCHS": pins.FLASH_ATTN_CUDA_ARCHS,
+    "MAX_JOBS": str(pins.FLASH_ATTN_MAX_JOBS),
+    "NVCC_THREADS": "2",
+}
+
+
+def flash_attn_source_wheel(torch_layer: dagger.Container, profile: pins.Profile) -> dagger.Directory:
+    key = wheel_key(
+        pins.FLASH_ATTN, profile, *(f"{k}={v}" for k, v in sorted(FLASH_BUILD_ENV.items()))
+    )
+    return compile_wheel(
+        builder(torch_layer),
+        pins.FLASH_ATTN,
+        key,
+        FLASH_BUILD_ENV,
+        timeout_s=pins.FLASH_ATTN_BUILD_TIMEOUT_S,
+    )
+
+
+class Probe(Protocol):
+    """What the choice needs to know from the outside world."""
+
+    async def wheel_available(self, url: str) -> bool: ...
+
+    async def builds(self, wheels: dagger.Directory) -> bool: ...
+
+
+class EngineProbe:
+    """Asks GitHub whether the wheel exists, and the engine whether the source build succeeds."""
+
+    async def wheel_available(self, url: str) -> bool:
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=30) as client:
+                response = await client.head(url)
+        except httpx.HTTPError as exc:
+            print(f"attention: cannot reach {url}: {exc}")
+            return False
+        print(f"attention: {url} answered {response.status_code}")
+        return response.status_code == 200
+
+    async def builds(self, wheels: dagger.Directory) -> bool:
+        try:
+            await wheels.sync()
+        except (dagger.ExecError, dagger.QueryError) as exc:
+            print(f"attention: flash-attn source build failed: {exc}")
+            return False
+        return True
+
+
+async def choose(
+    mode: str,
+    enable_flash_attn: bool,
+    profile: pins.Profile,
+    torch_layer: dagger.Container,
+    probe: Probe,
+) -> AttentionPlan:
+    """Decide the branch: `flash` never falls back, `xformers` never tries flash-attn."""
+    if mode == "xformers" or not enable_flash_attn:
+        why = "--attention xformers" if mode == "xformers" else "ENABLE_FLASH_ATTN=false"
+        return AttentionPlan(XFORMERS, "pypi", f"{why} asked for xformers")
+    url = flash_attn_wheel_url(profile)
+    if await probe.wheel_available(url):
+        return AttentionPlan(FLASH, "wheel", "the release wheel for this tuple exists", url)
+    if await probe.builds(flash_attn_source_wheel(torch_layer, profile)):
+        return AttentionPlan(FLASH, "source", f"no release wheel at {url}; built from source")
+    if mode == "flash":
+        raise AttentionUnavailable(
+            f"--attention flash: no flash-attn wheel at {url} and the source build failed; "
+            "use --attention auto to fall back to xformers, or --attention xformers"
+        )
+    return AttentionPlan(
+        XFORMERS, "pypi", f"no release wheel at {url} and the source build failed"
+    )
+
+
+def attention(
+    openmmlab_layer: dagger.Container,
+    torch_layer: dagger.Container,
+    profile: pins.Profile,
+    plan: AttentionPlan,
+) -> dagger.Container:
+    ctr = openmmlab_layer
+    if plan.backend == XFORMERS:
+        ctr = uv_pip_install(ctr, profile, [pins.XFORMERS.requirement])
+        modules = ["xformers", "xformers.ops"]
+    elif plan.origin == "wheel":
+        assert plan.wheel_url is not None
+        name = plan.wheel_url.rsplit("/", 1)[-1]
+        wheel = dag.http(plan.wheel_url, name=name)
+        ctr = ctr.with_mounted_file(f"{WHEEL_MOUNT}/{name}", wheel)
+        ctr = uv_pip_install(ctr, profile, [f"{WHEEL_MOUNT}/{name}"]).without_mount(
+            f"{WHEEL_MOUNT}/{name}"
+        )
+        modules = ["flash_attn"]
+    else:
+        wheels = flash_attn_source_wheel(torch_layer, profile)
+        ctr = ctr.with_mounted_directory(WHEEL_MOUNT, wheels)
+        ctr = uv_pip_install(
+            ctr,
+            profile,
+            ["--find-links", WHEEL_MOUNT, "--no-build-package", "flash-attn",
+             pins.FLASH_ATTN.requirement],
+        ).without_mount(WHEEL_MOUNT)
+        modules = ["flash_attn"]
+    return ctr.with_exec(["python", source.tool_path("import_check"), *modules]).with_env_variable(
+        ENV_VAR, plan.backend
+    )

@@ -1,0 +1,56 @@
+"""Layer 8: this repository's docker/ programs and workflows, the port and the entrypoint.
+
+Last, because it changes with every edit and costs seconds to rebuild.
+"""
+
+from __future__ import annotations
+
+import dagger
+
+from ci import paths, pins, source
+from ci.layers.attention import AttentionPlan
+from ci.layers.base import pin_files
+
+LABEL_PREFIX = "org.steadydancer"
+
+
+def runtime(
+    ctr: dagger.Container,
+    profile: pins.Profile,
+    variant: str,
+    plan: AttentionPlan,
+    baked: bool,
+) -> dagger.Container:
+    project = source.project()
+    ctr = (
+        ctr.without_mount(paths.UV_CACHE)
+        .with_directory(paths.APP_DIR, project.directory("docker"))
+        .with_directory(paths.WORKFLOWS_DIR, project.directory("workflows"))
+        .with_directory(paths.PINS_DIR, pin_files(profile))
+        # Later pip or uv installs (ComfyUI-Manager, a user's node pack) keep the pins too.
+        .with_env_variable("PIP_CONSTRAINT", paths.CONSTRAINTS_FILE)
+        .with_env_variable("UV_CONSTRAINT", paths.CONSTRAINTS_FILE)
+        .with_env_variable("UV_OVERRIDE", paths.OVERRIDES_FILE)
+        .with_env_variable("PYTHONPATH", paths.APP_DIR)
+        .with_env_variable("STEADYDANCER_VARIANT", variant)
+        .with_env_variable("STEADYDANCER_MODELS_BAKED", "true" if baked else "false")
+        .with_env_variable("COMFYUI_PORT", str(paths.COMFYUI_PORT))
+        .with_workdir(paths.COMFYUI_DIR)
+        .with_exposed_port(paths.COMFYUI_PORT, description="ComfyUI web UI and API")
+        .with_entrypoint(["python", "-m", "steadydancer.entrypoint"])
+        .with_default_args([])
+    )
+    labels = {
+        "variant": variant,
+        "profile": profile.name,
+        "cuda": profile.cuda_version,
+        "torch": pins.TORCH.version,
+        "attention": plan.backend,
+        "attention.origin": plan.origin,
+        "models.baked": "true" if baked else "false",
+        "comfyui.commit": pins.COMFYUI.commit,
+        **{f"nodes.{pack.name}": pack.commit for pack in pins.NODE_PACKS},
+    }
+    for name, value in labels.items():
+        ctr = ctr.with_label(f"{LABEL_PREFIX}.{name}", value)
+    return ctr

@@ -1,0 +1,165 @@
+"""The Dagger functions: one per phase of the image, each a thin call into ci/."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import dagger
+from dagger import Doc, function, object_type
+from dagger.mod._exceptions import FunctionError
+
+from ci import doctor as doctor_checks
+from ci import image, plan, pins
+from ci.layers import models as models_layer
+from ci.layers.attention import AttentionUnavailable, EngineProbe, Probe
+from ci.options import BuildOptions, InputError
+from steadydancer import catalog
+
+Variant = Annotated[str, Doc("model variant: fp8 (default) or fp16")]
+Profile = Annotated[str, Doc("CUDA profile: cu124 (default, CUDA 12.4.1) or cu121 (CUDA 12.1.1)")]
+Attention = Annotated[
+    str, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
+]
+EnableFlashAttn = Annotated[
+    bool, Doc("false forces the xformers branch, like the seed's ENABLE_FLASH_ATTN=false")
+]
+BakeModels = Annotated[
+    bool, Doc("put the models in the image; false leaves them to be fetched at boot")
+]
+HfToken = Annotated[
+    dagger.Secret | None, Doc("Hugging Face token, e.g. env://HF_TOKEN, for gated repositories")
+]
+
+
+def attention_probe() -> Probe:
+    """Where the attention choice asks its questions; tests point it at local peers."""
+    return EngineProbe()
+
+
+def _options(**kwargs: object) -> BuildOptions:
+    try:
+        return BuildOptions.parse(**kwargs)  # type: ignore[arg-type]
+    except InputError as exc:
+        # FunctionError reports the message alone, without a Python traceback.
+        raise FunctionError(str(exc)) from None
+
+
+async def _plan(options: BuildOptions) -> image.AttentionPlan:
+    try:
+        chosen = await image.plan_attention(options, attention_probe())
+    except AttentionUnavailable as exc:
+        raise FunctionError(str(exc)) from None
+    print(f"attention: {chosen.backend} from {chosen.origin} ({chosen.reason})")
+    return chosen
+
+
+@object_type
+class SteadyDancer:
+    """Builds, checks and smoke-tests the SteadyDancer ComfyUI image, one function per layer."""
+
+    @function
+    def base(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
+        """Layer 1: CUDA devel image, system packages, Python 3.11 venv and uv."""
+        return image.base(_options(profile_name=profile).profile)
+
+    @function
+    def torch(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
+        """Layer 2: base plus the exact torch/torchvision/torchaudio trio of the profile."""
+        return image.torch_layer(_options(profile_name=profile).profile)
+
+    @function
+    def openmmlab(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
+        """Layer 3: torch plus mmcv compiled with CUDA ops, mmengine, mmdet, mmpose, DWPose."""
+        return image.openmmlab_layer(_options(profile_name=profile).profile)
+
+    @function
+    async def attention(
+        self,
+        profile: Profile = pins.DEFAULT_PROFILE,
+        attention: Attention = "auto",
+        enable_flash_attn: EnableFlashAttn = True,
+    ) -> dagger.Container:
+        """Layer 4: openmmlab plus flash-attn (wheel, else source build) or xformers."""
+        options = _options(
+            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+        )
+        return image.attention_layer(options.profile, await _plan(options))
+
+    @function
+    async def comfyui(
+        self,
+        profile: Profile = pins.DEFAULT_PROFILE,
+        attention: Attention = "auto",
+        enable_flash_attn: EnableFlashAttn = True,
+    ) -> dagger.Container:
+        """Layer 5: attention plus ComfyUI at its pinned commit and its requirements."""
+        options = _options(
+            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+        )
+        return image.comfyui_layer(options.profile, await _plan(options))
+
+    @function
+    async def nodes(
+        self,
+        profile: Profile = pins.DEFAULT_PROFILE,
+        attention: Attention = "auto",
+        enable_flash_attn: EnableFlashAttn = True,
+    ) -> dagger.Container:
+        """Layer 6: comfyui plus the four SteadyDancer node packs at their pinned commits."""
+        options = _options(
+            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+        )
+        return image.nodes_layer(options.profile, await _plan(options))
+
+    @function
+    def models(
+        self, variant: Variant = catalog.DEFAULT_VARIANT, hf_token: HfToken = None
+    ) -> dagger.Directory:
+        """Layer 7: the variant's model files from Hugging Face, as ComfyUI's models/ folder."""
+        return models_layer.models(_options(variant_name=variant).variant, hf_token)
+
+    @function
+    async def build(
+        self,
+        variant: Variant = catalog.DEFAULT_VARIANT,
+        profile: Profile = pins.DEFAULT_PROFILE,
+        attention: Attention = "auto",
+        enable_flash_attn: EnableFlashAttn = True,
+        bake_models: BakeModels = True,
+        hf_token: HfToken = None,
+    ) -> dagger.Container:
+        """The whole image: every layer, then docker/, workflows/, port 8188 and the entrypoint."""
+        options = _options(
+            variant_name=variant,
+            profile_name=profile,
+            attention_mode=attention,
+            enable_flash_attn=enable_flash_attn,
+            bake_models=bake_models,
+        )
+        return image.image(options, await _plan(options), hf_token)
+
+    @function
+    def plan(
+        self,
+        variant: Variant = catalog.DEFAULT_VARIANT,
+        profile: Profile = pins.DEFAULT_PROFILE,
+        attention: Attention = "auto",
+        bake_models: BakeModels = True,
+    ) -> str:
+        """The layers of a build, their pins and what each one's cache depends on (no build)."""
+        options = _options(
+            variant_name=variant,
+            profile_name=profile,
+            attention_mode=attention,
+            bake_models=bake_models,
+        )
+        return plan.render(options)
+
+    @function
+    async def doctor(self, profile: Profile = pins.DEFAULT_PROFILE) -> str:
+        """GPU check in the engine: nvidia-smi and torch see the GPU, the driver runs the CUDA."""
+        container = doctor_checks.doctor_container(_options(profile_name=profile).profile)
+        try:
+            return await container.stdout()
+        except dagger.QueryError as exc:
+            raise FunctionError(f"doctor: {doctor_checks.explain(exc)}") from None

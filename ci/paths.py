@@ -1,0 +1,17 @@
+"""Where things live inside the image; the entrypoint reads the same paths from its environment."""
+
+VENV = "/opt/venv"
+PYTHON_INSTALL_DIR = "/opt/python"
+COMFYUI_DIR = "/opt/ComfyUI"
+MODELS_DIR = f"{COMFYUI_DIR}/models"
+CUSTOM_NODES_DIR = f"{COMFYUI_DIR}/custom_nodes"
+APP_DIR = "/opt/steadydancer"
+"""The docker/ folder of this repository: the in-image programs, importable as `steadydancer`."""
+WORKFLOWS_DIR = f"{APP_DIR}/workflows"
+TOOLS_DIR = "/opt/steadydancer-tools"
+"""Single build-time programs, copied file by file so editing one busts only its own layer."""
+PINS_DIR = f"{APP_DIR}/pins"
+CONSTRAINTS_FILE = f"{PINS_DIR}/constraints.txt"
+OVERRIDES_FILE = f"{PINS_DIR}/overrides.txt"
+UV_CACHE = "/root/.cache/uv"
+COMFYUI_PORT = 8188

@@ -1,0 +1,161 @@
+"""Print the layers of a build, their pins and what each layer's cache depends on, with no engine.
+
+Usage: python -m ci.plan [--variant fp8] [--profile cu124] [--attention auto] [--no-bake-models]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from ci import caches, paths, pins
+from ci.layers import attention as attention_layer
+from ci.layers.base import APT_PACKAGES
+from ci.layers.comfyui import REQUIREMENTS_MOUNT
+from ci.layers.openmmlab import MMCV_BUILD_ENV
+from ci.options import BuildOptions, InputError
+from steadydancer import catalog
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    name: str
+    contents: list[str]
+    cache_key: str
+
+
+def _env(env: dict[str, str]) -> str:
+    return " ".join(f"{name}={value}" for name, value in sorted(env.items()))
+
+
+def _attention(options: BuildOptions) -> list[str]:
+    xformers = f"{pins.XFORMERS.requirement} from PyPI"
+    if options.attention == "xformers" or not options.enable_flash_attn:
+        return [xformers]
+    url = attention_layer.flash_attn_wheel_url(options.profile)
+    source_build = (
+        f"else a source build of {pins.FLASH_ATTN.requirement} "
+        f"({_env(attention_layer.FLASH_BUILD_ENV)}, stopped after "
+        f"{pins.FLASH_ATTN_BUILD_TIMEOUT_S // 3600} h)"
+    )
+    last = "else the build fails" if options.attention == "flash" else f"else {xformers}"
+    return [f"flash-attn wheel {url}", source_build, last]
+
+
+def _size(files: tuple[catalog.ModelFile, ...]) -> str:
+    known = [entry.size for entry in files if entry.size is not None]
+    unknown = len(files) - len(known)
+    text = f"{sum(known) / 1e9:.2f} GB recorded"
+    return text + (f", {unknown} file(s) without a recorded size" if unknown else "")
+
+
+def layers(options: BuildOptions) -> list[LayerPlan]:
+    profile = options.profile
+    files = catalog.files_for(options.variant)
+    model_lines = [f"{entry.repo}/{entry.path} -> models/{entry.target}" for entry in files]
+    plan = [
+        LayerPlan(
+            "base",
+            [
+                profile.base_image,
+                f"apt: {' '.join(APT_PACKAGES)}",
+                f"uv {pins.UV_VERSION}, Python {pins.PYTHON_VERSION} in {paths.VENV}",
+                f"{pins.SETUPTOOLS.requirement} "
+                + " ".join(pin.requirement for pin in pins.BUILD_TOOLS),
+            ],
+            f"the base image tag, the apt list, uv and Python versions; volumes "
+            f"{caches.PREFIX}-apt-*-{profile.name}, {caches.PREFIX}-uv",
+        ),
+        LayerPlan(
+            "torch",
+            [" ".join(profile.torch_requirements()) + f" {pins.NUMPY.requirement}"]
+            + ([f"index {profile.torch_index_url}"] if profile.torch_index_url else []),
+            "base + the profile's torch trio",
+        ),
+        LayerPlan(
+            "openmmlab",
+            [
+                f"{pins.MMCV.requirement} compiled: {_env(MMCV_BUILD_ENV)}",
+                " ".join(
+                    pin.requirement
+                    for pin in (*pins.OPENMMLAB_PACKAGES, pins.CHUMPY, pins.OPENCV)
+                ),
+                f"import check: {', '.join(pins.OPENMMLAB_IMPORTS)}",
+            ],
+            f"torch + the OpenMMLab pins and constraints; the mmcv wheel is kept on volume "
+            f"{caches.PREFIX}-wheels, so a rebuild of this layer compiles nothing",
+        ),
+        LayerPlan(
+            "attention",
+            _attention(options),
+            "openmmlab + the branch chosen; a source-built wheel is kept on the wheels volume",
+        ),
+    ]
+    if options.bake_models:
+        plan.append(
+            LayerPlan(
+                "models",
+                [f"variant {options.variant}: {len(files)} files, {_size(files)}", *model_lines],
+                f"the variant's manifest and fetch_models.py only (fetched in a container of "
+                f"its own); volume {caches.PREFIX}-huggingface",
+            )
+        )
+    plan += [
+        LayerPlan(
+            "comfyui",
+            [f"{pins.COMFYUI.url} @ {pins.COMFYUI.commit} ({pins.COMFYUI.date})"],
+            f"the layers above + {REQUIREMENTS_MOUNT}/ComfyUI.txt (its requirements.txt), "
+            "then its tree",
+        ),
+        LayerPlan(
+            "nodes",
+            [f"{pack.url} @ {pack.commit} ({pack.date})" for pack in pins.NODE_PACKS],
+            "comfyui + the packs' requirements.txt files together, then their trees",
+        ),
+        LayerPlan(
+            "runtime",
+            [
+                f"docker/ -> {paths.APP_DIR}, workflows/ -> {paths.WORKFLOWS_DIR}",
+                f"port {paths.COMFYUI_PORT}, entrypoint python -m steadydancer.entrypoint",
+            ],
+            "nodes + the contents of docker/ and workflows/; labels and environment",
+        ),
+    ]
+    return plan
+
+
+def render(options: BuildOptions) -> str:
+    baked = "baked" if options.bake_models else "fetched at boot"
+    lines = [
+        f"steady-dancer build: variant {options.variant}, profile {options.profile.name}, "
+        f"attention {options.attention}, models {baked}",
+        "",
+    ]
+    for number, layer in enumerate(layers(options), start=1):
+        lines.append(f"{number}. {layer.name}")
+        lines += [f"     {line}" for line in layer.contents]
+        lines.append(f"     cache: {layer.cache_key}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default=catalog.DEFAULT_VARIANT)
+    parser.add_argument("--profile", default=pins.DEFAULT_PROFILE)
+    parser.add_argument("--attention", default="auto")
+    parser.add_argument("--no-bake-models", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        options = BuildOptions.parse(
+            args.variant, args.profile, args.attention, bake_models=not args.no_bake_models
+        )
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(render(options))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

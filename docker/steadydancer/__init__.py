@@ -1,0 +1,1 @@
+"""Programs that run inside the SteadyDancer image: at build time, at boot and for checks."""
