@@ -1,0 +1,207 @@
+"""The lazy chain `build` hands the engine, walked offline for each variant, profile and branch.
+
+No Dagger engine runs here: these tests read the SDK's query objects, which are
+exactly what the engine would be asked to resolve.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ci import caches, image, paths, pins
+from ci.layers.attention import FLASH_BUILD_ENV
+from ci.layers.models import MANIFEST
+from ci.layers.openmmlab import MMCV_BUILD_ENV
+from ci.options import BuildOptions
+from steadydancer import catalog
+from tests.conftest import PLANS
+from tests.dagger_offline import describe, execs, fields, index_of, nested, ops
+
+
+def build(variant: str = "fp8", profile: str = "cu124", plan: str = "wheel", bake: bool = True):
+    options = BuildOptions.parse(variant, profile, "auto", bake_models=bake)
+    return image.image(options, PLANS[plan])
+
+
+def exec_with(ctr, *words: str) -> list[str]:
+    matches = [args for args in execs(ctr) if all(word in args for word in words)]
+    assert matches, f"no exec with {words}"
+    return matches[0]
+
+
+@pytest.mark.parametrize("profile", sorted(pins.PROFILES))
+def test_base_image_and_python_come_from_the_profile(profile: str) -> None:
+    ctr = build(profile=profile)
+    assert ops(ctr)[1] == ("from", {"address": pins.PROFILES[profile].base_image})
+    assert ["uv", "python", "install", pins.PYTHON_VERSION] in execs(ctr)
+    assert ["uv", "venv", "--seed", "--python", pins.PYTHON_VERSION, paths.VENV] in execs(ctr)
+    uv_sources = [obj for _, name, obj in nested(ctr) if name == "source" and "uv:" in describe(obj)]
+    assert pins.UV_IMAGE in describe(uv_sources[0])
+
+
+def test_torch_trio_is_exact_for_cu124() -> None:
+    install = exec_with(build(profile="cu124"), "torch==2.5.1")
+    assert install == [
+        "uv", "pip", "install",
+        "torch==2.5.1", "torchvision==0.20.1", "torchaudio==2.5.1", "numpy==1.26.4",
+    ]
+
+
+def test_torch_trio_comes_from_the_pytorch_index_for_cu121() -> None:
+    install = exec_with(build(profile="cu121"), "torch==2.5.1+cu121")
+    assert install[3:5] == ["--extra-index-url", "https://download.pytorch.org/whl/cu121"]
+    assert "torchvision==0.20.1+cu121" in install and "torchaudio==2.5.1+cu121" in install
+
+
+def test_setuptools_below_82_before_anything_is_compiled() -> None:
+    ctr = build()
+    tools = exec_with(ctr, "setuptools==80.9.0")
+    assert tools.index("setuptools==80.9.0") > 0
+    assert int(pins.SETUPTOOLS.version.split(".")[0]) < 82
+
+
+def wheel_build(ctr, requirement: str):
+    """The builder chain whose /dist output (a compiled wheel) is mounted into the image."""
+    for _, _, obj in nested(ctr):
+        if ops(obj)[-1] == ("directory", {"path": "/dist"}) and any(
+            args[-1] == requirement for args in execs(obj)
+        ):
+            return obj
+    raise AssertionError(f"no wheel build of {requirement} is mounted into the image")
+
+
+def test_mmcv_is_compiled_with_cuda_ops_in_a_builder_and_only_its_wheel_is_carried() -> None:
+    ctr = build()
+    builder = wheel_build(ctr, "mmcv==2.1.0")
+    env = {args["name"]: args["value"] for name, args in ops(builder) if name == "withEnvVariable"}
+    for key, value in MMCV_BUILD_ENV.items():
+        assert env[key] == value
+    assert env["FORCE_CUDA"] == "1" and env["TORCH_CUDA_ARCH_LIST"] == "8.0;8.6;8.9;9.0+PTX"
+    (compile_cmd,) = [args for args in execs(builder) if "mmcv==2.1.0" in args]
+    assert "--no-build-isolation" in compile_cmd and compile_cmd[-1] == "mmcv==2.1.0"
+    assert ("withMountedCache", "/wheel-cache") in [
+        (name, args.get("path")) for name, args in ops(builder)
+    ]
+    assert ops(builder)[-1] == ("directory", {"path": "/dist"})
+    # The image gets the wheel through a mount, then installs it without building.
+    install = exec_with(ctr, "mmcv==2.1.0", "--no-build-package")
+    assert install[install.index("--no-build-package") + 1] == "mmcv"
+    assert install[install.index("--no-build-isolation-package") + 1] == "chumpy"
+
+
+def test_openmmlab_ends_with_the_import_chain_check() -> None:
+    check = exec_with(build(), "mmcv.ops")
+    assert check[:2] == ["python", "/opt/steadydancer-tools/import_check.py"]
+    assert {"mmcv", "mmcv.ops", "mmdet", "mmpose"} <= set(check[2:])
+
+
+def test_every_install_after_torch_is_held_to_the_constraints() -> None:
+    installs = [args for args in execs(build()) if args[:3] == ["uv", "pip", "install"]]
+    after_torch = installs[installs.index(exec_with(build(), "torch==2.5.1")) + 1 :]
+    assert after_torch
+    for args in after_torch:
+        assert "--constraint" in args and "--override" in args, args
+
+
+def test_constraint_and_override_files_hold_the_pins() -> None:
+    profile = pins.PROFILES["cu124"]
+    assert {"torch==2.5.1", "numpy==1.26.4", "xformers==0.0.29.post1"} <= set(pins.constraints(profile))
+    assert 'onnxruntime ; sys_platform == "never"' in pins.overrides()
+    assert 'opencv-python-headless ; sys_platform == "never"' in pins.overrides()
+
+
+def test_flash_attn_wheel_branch_installs_the_release_wheel_and_records_it() -> None:
+    ctr = build(plan="wheel")
+    http = [obj for _, name, obj in nested(ctr) if name == "source" and "http(" in describe(obj)]
+    assert PLANS["wheel"].wheel_url in describe(http[0])
+    assert "xformers==0.0.29.post1" not in " ".join(" ".join(args) for args in execs(ctr))
+    assert ("withEnvVariable", {"name": "STEADYDANCER_ATTENTION", "value": "flash_attn_2"}) in ops(ctr)
+    assert ("withLabel", {"name": "org.steadydancer.attention", "value": "flash_attn_2"}) in ops(ctr)
+    assert exec_with(ctr, "flash_attn")[-1] == "flash_attn"
+
+
+def test_flash_attn_source_branch_builds_a_bounded_wheel() -> None:
+    ctr = build(plan="source")
+    builder = wheel_build(ctr, "flash-attn==2.7.4.post1")
+    env = {args["name"]: args["value"] for name, args in ops(builder) if name == "withEnvVariable"}
+    assert {key: env[key] for key in FLASH_BUILD_ENV} == FLASH_BUILD_ENV
+    (compile_cmd,) = [args for args in execs(builder) if "flash-attn==2.7.4.post1" in args]
+    assert compile_cmd[compile_cmd.index("--timeout") + 1] == str(pins.FLASH_ATTN_BUILD_TIMEOUT_S)
+    assert "--no-build-isolation" in compile_cmd
+
+
+def test_xformers_branch_pins_xformers_and_records_it() -> None:
+    ctr = build(plan="xformers")
+    install = exec_with(ctr, "xformers==0.0.29.post1")
+    assert "--constraint" in install
+    assert ("withEnvVariable", {"name": "STEADYDANCER_ATTENTION", "value": "xformers"}) in ops(ctr)
+    assert not any("flash" in describe(obj) for _, _, obj in nested(ctr) if "http(" in describe(obj))
+
+
+def test_comfyui_and_node_packs_come_from_git_at_full_commits() -> None:
+    text = describe(build())
+    for pin in (pins.COMFYUI, *pins.NODE_PACKS):
+        assert len(pin.commit) == 40 and int(pin.commit, 16) >= 0
+        assert f"git(url={pin.url!r})" in text
+        assert f"commit(id={pin.commit!r})" in text
+    targets = [args["path"] for name, args in ops(build()) if name == "withDirectory"]
+    assert paths.COMFYUI_DIR in targets
+    for pack in pins.NODE_PACKS:
+        assert f"{paths.CUSTOM_NODES_DIR}/{pack.name}" in targets
+
+
+def test_cache_volumes_are_mounted_where_the_tools_look() -> None:
+    text = describe(build())
+    for key in ("uv", "wheels", "huggingface", "apt-archives-cu124", "apt-lists-cu124"):
+        assert f"cacheVolume(key='{caches.PREFIX}-{key}')" in text
+
+
+@pytest.mark.parametrize("variant", sorted(catalog.VARIANTS))
+def test_models_of_the_variant_land_in_comfyui_model_folders(variant: str) -> None:
+    ctr = build(variant=variant)
+    position = index_of(ctr, "withDirectory", path=paths.MODELS_DIR)
+    model_tree = fields(ctr)[position].args["source"]
+    (manifest_file,) = [args for name, args in ops(model_tree) if name == "withNewFile" and args["path"] == MANIFEST]
+    manifest = json.loads(manifest_file["contents"])
+    assert [entry["target"] for entry in manifest] == [entry.target for entry in catalog.files_for(variant)]
+    folders = {entry["target"].split("/")[0] for entry in manifest}
+    assert folders == {"diffusion_models", "vae", "text_encoders", "clip_vision", "loras", "detection"}
+    dit = manifest[0]
+    assert dit["target"].startswith("diffusion_models/WanVideo/SteadyDancer/")
+    assert variant in dit["path"]
+
+
+def test_vitpose_onnx_and_its_data_file_sit_side_by_side() -> None:
+    targets = {entry.target for entry in catalog.files_for("fp8")}
+    assert "detection/onnx/vitpose_h_wholebody_model.onnx" in targets
+    assert "detection/onnx/vitpose_h_wholebody_data.bin" in targets
+
+
+def test_unbaked_build_has_no_models() -> None:
+    ctr = build(bake=False)
+    assert paths.MODELS_DIR not in [args.get("path") for name, args in ops(ctr) if name == "withDirectory"]
+    assert ("withEnvVariable", {"name": "STEADYDANCER_MODELS_BAKED", "value": "false"}) in ops(ctr)
+
+
+def test_runtime_exposes_comfyui_and_starts_the_entrypoint() -> None:
+    ctr = build()
+    assert ("withExposedPort", {"port": 8188, "description": "ComfyUI web UI and API"}) in ops(ctr)
+    assert ("withEntrypoint", {"args": ["python", "-m", "steadydancer.entrypoint"]}) in ops(ctr)
+    assert ("withEnvVariable", {"name": "PYTHONPATH", "value": paths.APP_DIR}) in ops(ctr)
+    assert ("withoutMount", {"path": paths.UV_CACHE}) in ops(ctr)
+
+
+def test_the_hugging_face_token_travels_as_a_secret_only() -> None:
+    """The token is a Secret mounted as a variable of the fetch exec, never a plain value."""
+    from dagger import dag
+
+    token = dag.set_secret("hf", "hf_example_not_a_real_token")
+    options = BuildOptions.parse("fp8", "cu124", "auto")
+    ctr = image.image(options, PLANS["wheel"], token)
+    model_tree = fields(ctr)[index_of(ctr, "withDirectory", path=paths.MODELS_DIR)].args["source"]
+    assert ("withSecretVariable", "HF_TOKEN") in [(name, args.get("name")) for name, args in ops(model_tree)]
+    for name, args in ops(ctr) + ops(model_tree):
+        if name in {"withEnvVariable", "withLabel", "withNewFile"}:
+            assert "hf_example" not in json.dumps(args)

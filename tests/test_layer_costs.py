@@ -1,0 +1,85 @@
+"""What a change costs, measured on the offline chain: where two builds first differ.
+
+The engine reuses every layer up to the first differing field, so the index of
+that field says which layers a change rebuilds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ci import image, paths, pins
+from ci.options import BuildOptions
+from tests.conftest import PLANS
+from tests.dagger_offline import describe, fields, first_difference, index_of, ops
+
+
+def build(variant: str = "fp8"):
+    return image.image(BuildOptions.parse(variant, "cu124", "auto"), PLANS["wheel"])
+
+
+def models_position(ctr) -> int:
+    return index_of(ctr, "withDirectory", path=paths.MODELS_DIR)
+
+
+def last_attention_op(ctr) -> int:
+    return index_of(ctr, "withEnvVariable", name="STEADYDANCER_ATTENTION")
+
+
+def test_switching_variant_recompiles_nothing() -> None:
+    fp8, fp16 = build("fp8"), build("fp16")
+    diff = first_difference(fp8, fp16)
+    assert diff == models_position(fp8)
+    assert diff > last_attention_op(fp8)
+    mmcv_mount = index_of(fp8, "withMountedDirectory", path="/tmp/steadydancer-wheels")
+    assert mmcv_mount < diff
+
+
+@pytest.mark.parametrize("pin_name", ["COMFYUI", "NODE_PACKS"])
+def test_bumping_a_comfyui_or_node_pin_copies_no_model_bytes(
+    monkeypatch: pytest.MonkeyPatch, pin_name: str
+) -> None:
+    before = build()
+    if pin_name == "COMFYUI":
+        bumped = dataclasses.replace(pins.COMFYUI, commit="0" * 40)
+    else:
+        first, *rest = pins.NODE_PACKS
+        bumped = (dataclasses.replace(first, commit="0" * 40), *rest)
+    monkeypatch.setattr(pins, pin_name, bumped)
+    after = build()
+    diff = first_difference(before, after)
+    assert diff > models_position(before), "the bump reaches the models layer"
+    assert describe(fields(before)[models_position(before)].args["source"]) == describe(
+        fields(after)[models_position(after)].args["source"]
+    )
+
+
+def project_references(ctr) -> list[tuple[int, str]]:
+    """(position, description) of every use of this repository's files in the chain."""
+    found = []
+    for position, field in enumerate(fields(ctr)):
+        text = "".join(describe(v) for v in field.args.values() if hasattr(v, "_ctx"))
+        if "currentModule()" in text:
+            found.append((position, text))
+    return found
+
+
+def test_editing_docker_or_workflows_touches_only_the_runtime_layer() -> None:
+    ctr = build()
+    runtime_start = index_of(ctr, "withoutMount", path=paths.UV_CACHE)
+    last_node = max(
+        position
+        for position, (name, args) in enumerate(ops(ctr))
+        if name == "withDirectory" and str(args.get("path", "")).startswith(paths.CUSTOM_NODES_DIR)
+    )
+    assert runtime_start > last_node
+    for position, text in project_references(ctr):
+        if position < runtime_start:
+            # Before the runtime layer only single build tools are copied, file by file.
+            assert ".file(path='docker/steadydancer/" in text, text
+            assert "entrypoint" not in text and "workflows" not in text
+    late = [text for position, text in project_references(ctr) if position >= runtime_start]
+    assert any("directory(path='docker')" in text for text in late)
+    assert any("directory(path='workflows')" in text for text in late)

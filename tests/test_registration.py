@@ -1,0 +1,72 @@
+"""The module as the engine would register it: every function listed and documented.
+
+Registration runs the SDK's own code up to its final `id()` call, which needs an
+engine; that one call is replaced by returning the lazy definition itself.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from dagger.client import gen
+from dagger.mod import default_module
+
+import ci.main  # noqa: F401  (registers the functions)
+from tests.dagger_offline import fields, render
+
+FUNCTIONS = {
+    "base", "torch", "openmmlab", "attention", "comfyui", "nodes", "models", "build", "plan",
+    "doctor",
+}
+
+
+@pytest.fixture(scope="module")
+def registration():
+    async def lazy_id(self):  # type: ignore[no-untyped-def]
+        return self
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gen.Module, "id", lazy_id)
+        return anyio.run(default_module()._typedefs)
+
+
+def functions(registration) -> dict[str, list]:
+    (main_object,) = [f.args["object"] for f in fields(registration) if f.name == "withObject"]
+    found = {}
+    for field in fields(main_object):
+        if field.name == "withFunction":
+            chain = fields(field.args["function"])
+            found[chain[0].args["name"]] = chain[1:]
+    return found
+
+
+def test_every_phase_is_a_documented_function(registration) -> None:
+    registered = functions(registration)
+    assert set(registered) == FUNCTIONS
+    for name, chain in registered.items():
+        descriptions = [f.args["description"] for f in chain if f.name == "withDescription"]
+        assert descriptions and descriptions[0].strip(), f"{name} has no description"
+        for arg in (f.args for f in chain if f.name == "withArg"):
+            assert arg.get("description"), f"{name} --{arg['name']} has no Doc"
+
+
+def test_build_arguments_and_defaults(registration) -> None:
+    chain = functions(registration)["build"]
+    args = {f.args["name"]: f.args.get("defaultValue") for f in chain if f.name == "withArg"}
+    assert args == {
+        "variant": '"fp8"',
+        "profile": '"cu124"',
+        "attention": '"auto"',
+        "enable_flash_attn": "true",
+        "bake_models": "true",
+        "hf_token": "null",
+    }
+
+
+def test_module_description_comes_from_the_package_docstring(registration) -> None:
+    (description,) = [f.args["description"] for f in fields(registration) if f.name == "withDescription"]
+    assert description.startswith("Builds, checks and smoke-tests the SteadyDancer ComfyUI image")
+
+
+def test_registration_renders_to_valid_graphql(registration) -> None:
+    assert render(registration)[-1].startswith("{\n  module {")
