@@ -1,1 +1,1 @@
-"""Builds, checks and smoke-tests the SteadyDancer ComfyUI image for RunPod pods and any CUDA host."""
+"""Builds, checks and smoke-tests the SteadyDancer ComfyUI image for RunPod and any CUDA host."""

@@ -7,13 +7,14 @@ from typing import Annotated
 import dagger
 from dagger import Doc, function, object_type
 from dagger.mod._exceptions import FunctionError
+from steadydancer import catalog
 
 from ci import doctor as doctor_checks
-from ci import image, plan, pins
+from ci import image, pins, plan
 from ci.layers import models as models_layer
-from ci.layers.attention import AttentionUnavailable, EngineProbe, Probe
+from ci.layers.attention import AttentionPlan, AttentionUnavailable, EngineProbe, Probe
+from ci.layers.base import base as base_layer
 from ci.options import BuildOptions, InputError
-from steadydancer import catalog
 
 Variant = Annotated[str, Doc("model variant: fp8 (default) or fp16")]
 Profile = Annotated[str, Doc("CUDA profile: cu124 (default, CUDA 12.4.1) or cu121 (CUDA 12.1.1)")]
@@ -44,7 +45,7 @@ def _options(**kwargs: object) -> BuildOptions:
         raise FunctionError(str(exc)) from None
 
 
-async def _plan(options: BuildOptions) -> image.AttentionPlan:
+async def _plan(options: BuildOptions) -> AttentionPlan:
     try:
         chosen = await image.plan_attention(options, attention_probe())
     except AttentionUnavailable as exc:
@@ -60,7 +61,7 @@ class SteadyDancer:
     @function
     def base(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
         """Layer 1: CUDA devel image, system packages, Python 3.11 venv and uv."""
-        return image.base(_options(profile_name=profile).profile)
+        return base_layer(_options(profile_name=profile).profile)
 
     @function
     def torch(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from steadydancer import catalog
+
 from ci import pins
 from ci.layers.attention import MODES
-from steadydancer import catalog
 
 
 class InputError(ValueError):

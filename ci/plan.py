@@ -9,13 +9,14 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from steadydancer import catalog
+
 from ci import caches, paths, pins
 from ci.layers import attention as attention_layer
 from ci.layers.base import APT_PACKAGES
 from ci.layers.comfyui import REQUIREMENTS_MOUNT
 from ci.layers.openmmlab import MMCV_BUILD_ENV
 from ci.options import BuildOptions, InputError
-from steadydancer import catalog
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,7 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
             [
                 f"{pins.MMCV.requirement} compiled: {_env(MMCV_BUILD_ENV)}",
                 " ".join(
-                    pin.requirement
-                    for pin in (*pins.OPENMMLAB_PACKAGES, pins.CHUMPY, pins.OPENCV)
+                    pin.requirement for pin in (*pins.OPENMMLAB_PACKAGES, pins.CHUMPY, pins.OPENCV)
                 ),
                 f"import check: {', '.join(pins.OPENMMLAB_IMPORTS)}",
             ],

@@ -3,11 +3,11 @@ import os
 # The SDK reads the main object's name when dagger.mod is first imported.
 os.environ.setdefault("DAGGER_MAIN_OBJECT", "SteadyDancer")
 
-import pytest  # noqa: E402
+import pytest
 
-from ci import pins  # noqa: E402
-from ci.layers.attention import AttentionPlan  # noqa: E402
-from ci.options import BuildOptions  # noqa: E402
+from ci import pins
+from ci.layers.attention import AttentionPlan
+from ci.options import BuildOptions
 
 WHEEL_PLAN = AttentionPlan(
     "flash_attn_2",

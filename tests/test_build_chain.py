@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from steadydancer import catalog
 
 from ci import caches, image, paths, pins
 from ci.layers.attention import FLASH_BUILD_ENV
 from ci.layers.models import MANIFEST
 from ci.layers.openmmlab import MMCV_BUILD_ENV
 from ci.options import BuildOptions
-from steadydancer import catalog
 from tests.conftest import PLANS
 from tests.dagger_offline import describe, execs, fields, index_of, nested, ops
 
@@ -37,15 +37,22 @@ def test_base_image_and_python_come_from_the_profile(profile: str) -> None:
     assert ops(ctr)[1] == ("from", {"address": pins.PROFILES[profile].base_image})
     assert ["uv", "python", "install", pins.PYTHON_VERSION] in execs(ctr)
     assert ["uv", "venv", "--seed", "--python", pins.PYTHON_VERSION, paths.VENV] in execs(ctr)
-    uv_sources = [obj for _, name, obj in nested(ctr) if name == "source" and "uv:" in describe(obj)]
+    uv_sources = [
+        obj for _, name, obj in nested(ctr) if name == "source" and "uv:" in describe(obj)
+    ]
     assert pins.UV_IMAGE in describe(uv_sources[0])
 
 
 def test_torch_trio_is_exact_for_cu124() -> None:
     install = exec_with(build(profile="cu124"), "torch==2.5.1")
     assert install == [
-        "uv", "pip", "install",
-        "torch==2.5.1", "torchvision==0.20.1", "torchaudio==2.5.1", "numpy==1.26.4",
+        "uv",
+        "pip",
+        "install",
+        "torch==2.5.1",
+        "torchvision==0.20.1",
+        "torchaudio==2.5.1",
+        "numpy==1.26.4",
     ]
 
 
@@ -107,7 +114,9 @@ def test_every_install_after_torch_is_held_to_the_constraints() -> None:
 
 def test_constraint_and_override_files_hold_the_pins() -> None:
     profile = pins.PROFILES["cu124"]
-    assert {"torch==2.5.1", "numpy==1.26.4", "xformers==0.0.29.post1"} <= set(pins.constraints(profile))
+    assert {"torch==2.5.1", "numpy==1.26.4", "xformers==0.0.29.post1"} <= set(
+        pins.constraints(profile)
+    )
     assert 'onnxruntime ; sys_platform == "never"' in pins.overrides()
     assert 'opencv-python-headless ; sys_platform == "never"' in pins.overrides()
 
@@ -117,8 +126,12 @@ def test_flash_attn_wheel_branch_installs_the_release_wheel_and_records_it() -> 
     http = [obj for _, name, obj in nested(ctr) if name == "source" and "http(" in describe(obj)]
     assert PLANS["wheel"].wheel_url in describe(http[0])
     assert "xformers==0.0.29.post1" not in " ".join(" ".join(args) for args in execs(ctr))
-    assert ("withEnvVariable", {"name": "STEADYDANCER_ATTENTION", "value": "flash_attn_2"}) in ops(ctr)
-    assert ("withLabel", {"name": "org.steadydancer.attention", "value": "flash_attn_2"}) in ops(ctr)
+    assert ("withEnvVariable", {"name": "STEADYDANCER_ATTENTION", "value": "flash_attn_2"}) in ops(
+        ctr
+    )
+    assert ("withLabel", {"name": "org.steadydancer.attention", "value": "flash_attn_2"}) in ops(
+        ctr
+    )
     assert exec_with(ctr, "flash_attn")[-1] == "flash_attn"
 
 
@@ -137,7 +150,9 @@ def test_xformers_branch_pins_xformers_and_records_it() -> None:
     install = exec_with(ctr, "xformers==0.0.29.post1")
     assert "--constraint" in install
     assert ("withEnvVariable", {"name": "STEADYDANCER_ATTENTION", "value": "xformers"}) in ops(ctr)
-    assert not any("flash" in describe(obj) for _, _, obj in nested(ctr) if "http(" in describe(obj))
+    assert not any(
+        "flash" in describe(obj) for _, _, obj in nested(ctr) if "http(" in describe(obj)
+    )
 
 
 def test_comfyui_and_node_packs_come_from_git_at_full_commits() -> None:
@@ -163,11 +178,22 @@ def test_models_of_the_variant_land_in_comfyui_model_folders(variant: str) -> No
     ctr = build(variant=variant)
     position = index_of(ctr, "withDirectory", path=paths.MODELS_DIR)
     model_tree = fields(ctr)[position].args["source"]
-    (manifest_file,) = [args for name, args in ops(model_tree) if name == "withNewFile" and args["path"] == MANIFEST]
+    (manifest_file,) = [
+        args for name, args in ops(model_tree) if name == "withNewFile" and args["path"] == MANIFEST
+    ]
     manifest = json.loads(manifest_file["contents"])
-    assert [entry["target"] for entry in manifest] == [entry.target for entry in catalog.files_for(variant)]
+    assert [entry["target"] for entry in manifest] == [
+        entry.target for entry in catalog.files_for(variant)
+    ]
     folders = {entry["target"].split("/")[0] for entry in manifest}
-    assert folders == {"diffusion_models", "vae", "text_encoders", "clip_vision", "loras", "detection"}
+    assert folders == {
+        "diffusion_models",
+        "vae",
+        "text_encoders",
+        "clip_vision",
+        "loras",
+        "detection",
+    }
     dit = manifest[0]
     assert dit["target"].startswith("diffusion_models/WanVideo/SteadyDancer/")
     assert variant in dit["path"]
@@ -181,7 +207,9 @@ def test_vitpose_onnx_and_its_data_file_sit_side_by_side() -> None:
 
 def test_unbaked_build_has_no_models() -> None:
     ctr = build(bake=False)
-    assert paths.MODELS_DIR not in [args.get("path") for name, args in ops(ctr) if name == "withDirectory"]
+    assert paths.MODELS_DIR not in [
+        args.get("path") for name, args in ops(ctr) if name == "withDirectory"
+    ]
     assert ("withEnvVariable", {"name": "STEADYDANCER_MODELS_BAKED", "value": "false"}) in ops(ctr)
 
 
@@ -201,7 +229,9 @@ def test_the_hugging_face_token_travels_as_a_secret_only() -> None:
     options = BuildOptions.parse("fp8", "cu124", "auto")
     ctr = image.image(options, PLANS["wheel"], token)
     model_tree = fields(ctr)[index_of(ctr, "withDirectory", path=paths.MODELS_DIR)].args["source"]
-    assert ("withSecretVariable", "HF_TOKEN") in [(name, args.get("name")) for name, args in ops(model_tree)]
+    assert ("withSecretVariable", "HF_TOKEN") in [
+        (name, args.get("name")) for name, args in ops(model_tree)
+    ]
     for name, args in ops(ctr) + ops(model_tree):
         if name in {"withEnvVariable", "withLabel", "withNewFile"}:
             assert "hf_example" not in json.dumps(args)

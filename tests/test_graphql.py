@@ -1,14 +1,14 @@
-"""Every query the module would send, rendered and validated against the engine's schema (v0.21.8)."""
+"""Every query the module would send, rendered and validated against the engine schema v0.21.8."""
 
 from __future__ import annotations
 
 import pytest
+from steadydancer import catalog
 
 from ci import image, pins
 from ci.doctor import doctor_container
 from ci.layers.models import models
 from ci.options import BuildOptions
-from steadydancer import catalog
 from tests.conftest import PLANS
 from tests.dagger_offline import render
 
@@ -26,4 +26,4 @@ def test_build_renders_to_valid_graphql(variant: str, profile: str, plan: str) -
 def test_doctor_and_models_render_to_valid_graphql() -> None:
     doctor = render(doctor_container(pins.PROFILES["cu124"]))
     assert "experimentalWithAllGPUs" in doctor[-1]
-    assert "directory(path: \"/models\")" in render(models("fp8"))[-1]
+    assert 'directory(path: "/models")' in render(models("fp8"))[-1]

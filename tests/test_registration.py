@@ -15,7 +15,15 @@ import ci.main  # noqa: F401  (registers the functions)
 from tests.dagger_offline import fields, render
 
 FUNCTIONS = {
-    "base", "torch", "openmmlab", "attention", "comfyui", "nodes", "models", "build", "plan",
+    "base",
+    "torch",
+    "openmmlab",
+    "attention",
+    "comfyui",
+    "nodes",
+    "models",
+    "build",
+    "plan",
     "doctor",
 }
 
@@ -64,7 +72,9 @@ def test_build_arguments_and_defaults(registration) -> None:
 
 
 def test_module_description_comes_from_the_package_docstring(registration) -> None:
-    (description,) = [f.args["description"] for f in fields(registration) if f.name == "withDescription"]
+    (description,) = [
+        f.args["description"] for f in fields(registration) if f.name == "withDescription"
+    ]
     assert description.startswith("Builds, checks and smoke-tests the SteadyDancer ComfyUI image")
 
 

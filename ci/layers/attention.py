@@ -47,7 +47,8 @@ def flash_attn_wheel_name(profile: pins.Profile) -> str:
     )
 
 
-def flash_attn_wheel_url(profile: pins.Profile, releases: str = pins.FLASH_ATTN_RELEASES) -> str:
+def flash_attn_wheel_url(profile: pins.Profile) -> str:
+    releases = pins.FLASH_ATTN_RELEASES
     return f"{releases}/v{pins.FLASH_ATTN.version}/{flash_attn_wheel_name(profile)}"
 
 
@@ -59,7 +60,9 @@ FLASH_BUILD_ENV = {
 }
 
 
-def flash_attn_source_wheel(torch_layer: dagger.Container, profile: pins.Profile) -> dagger.Directory:
+def flash_attn_source_wheel(
+    torch_layer: dagger.Container, profile: pins.Profile
+) -> dagger.Directory:
     key = wheel_key(
         pins.FLASH_ATTN, profile, *(f"{k}={v}" for k, v in sorted(FLASH_BUILD_ENV.items()))
     )
@@ -125,9 +128,7 @@ async def choose(
             f"--attention flash: no flash-attn wheel at {url} and the source build failed; "
             "use --attention auto to fall back to xformers, or --attention xformers"
         )
-    return AttentionPlan(
-        XFORMERS, "pypi", f"no release wheel at {url} and the source build failed"
-    )
+    return AttentionPlan(XFORMERS, "pypi", f"no release wheel at {url} and the source build failed")
 
 
 def attention(
@@ -155,8 +156,13 @@ def attention(
         ctr = uv_pip_install(
             ctr,
             profile,
-            ["--find-links", WHEEL_MOUNT, "--no-build-package", "flash-attn",
-             pins.FLASH_ATTN.requirement],
+            [
+                "--find-links",
+                WHEEL_MOUNT,
+                "--no-build-package",
+                "flash-attn",
+                pins.FLASH_ATTN.requirement,
+            ],
         ).without_mount(WHEEL_MOUNT)
         modules = ["flash_attn"]
     return ctr.with_exec(["python", source.tool_path("import_check"), *modules]).with_env_variable(

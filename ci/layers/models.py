@@ -11,9 +11,9 @@ import json
 
 import dagger
 from dagger import dag
+from steadydancer import catalog
 
 from ci import caches, pins, source
-from steadydancer import catalog
 
 FETCH_IMAGE = f"{pins.UV_IMAGE}-python3.11-bookworm-slim"
 HF_CACHE = "/cache/huggingface"

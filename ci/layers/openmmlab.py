@@ -24,8 +24,13 @@ def builder(torch_layer: dagger.Container) -> dagger.Container:
 def wheel_key(package: pins.Pin, profile: pins.Profile, *build_inputs: str) -> str:
     """Cache key of a compiled wheel: everything the compiled bytes depend on."""
     inputs = "|".join(
-        (package.requirement, profile.cuda_version, pins.TORCH.version, pins.PYTHON_VERSION)
-        + build_inputs
+        (
+            package.requirement,
+            profile.cuda_version,
+            pins.TORCH.version,
+            pins.PYTHON_VERSION,
+            *build_inputs,
+        )
     )
     digest = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     return f"{package.name}-{package.version}-{profile.name}-{digest}"

@@ -1,4 +1,4 @@
-"""The image's entrypoint: start ComfyUI on 0.0.0.0:8188 with the attention the image was built with.
+"""The image's entrypoint: start ComfyUI on 0.0.0.0:8188 with the image's attention branch.
 
 Environment:
   COMFYUI_DIR             where ComfyUI lives (set by the image)

@@ -80,9 +80,7 @@ def download(entry: Entry, cache_dir: Path | None) -> Path:
 
     try:
         return Path(
-            hf_hub_download(
-                entry.repo, entry.path, revision=entry.revision, cache_dir=cache_dir
-            )
+            hf_hub_download(entry.repo, entry.path, revision=entry.revision, cache_dir=cache_dir)
         )
     except GatedRepoError:
         raise FetchError(
@@ -106,9 +104,7 @@ def place(source: Path, entry: Entry, dest: Path) -> Path:
     """Copy a downloaded file to its target through a temporary name."""
     size = source.stat().st_size
     if entry.size is not None and size != entry.size:
-        raise FetchError(
-            f"{entry.page}: downloaded {size} bytes, the catalog expects {entry.size}"
-        )
+        raise FetchError(f"{entry.page}: downloaded {size} bytes, the catalog expects {entry.size}")
     final = dest / entry.target
     final.parent.mkdir(parents=True, exist_ok=True)
     partial = final.with_name(f".{final.name}.partial")

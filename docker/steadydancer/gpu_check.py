@@ -1,4 +1,4 @@
-"""Report the GPUs, the driver's CUDA version and torch's view of them; fail when the image can't run.
+"""Report the GPUs, the driver's CUDA version and torch's view; fail when the image can't run.
 
 Usage: gpu_check.py [--image-cuda 12.4.1] [--skip-torch]
 
@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if not args.image_cuda:
-            raise CheckError("the image's CUDA version is unknown: pass --image-cuda or set CUDA_VERSION")
+            raise CheckError(
+                "the image's CUDA version is unknown: pass --image-cuda or set CUDA_VERSION"
+            )
         for line in report(version_tuple(args.image_cuda), not args.skip_torch):
             print(line, flush=True)
     except CheckError as exc:

@@ -1,0 +1,61 @@
+"""Bad arguments are refused before any container is built, naming the value and the choices."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import anyio
+import pytest
+from dagger.mod import default_module
+from dagger.mod._exceptions import FunctionError
+
+import ci.main  # noqa: F401  (registers the functions)
+from tests.dagger_offline import REPO
+
+
+def call(function: str, **inputs: object):
+    result, _ = anyio.run(
+        default_module().get_structured_result, "SteadyDancer", {}, function, inputs
+    )
+    return result
+
+
+@pytest.mark.parametrize(
+    ("function", "inputs", "message"),
+    [
+        ("build", {"variant": "fp32"}, "unknown variant 'fp32'; accepted: fp16, fp8"),
+        ("models", {"variant": "q4"}, "unknown variant 'q4'; accepted: fp16, fp8"),
+        ("base", {"profile": "cu118"}, "unknown profile 'cu118'; accepted: cu121, cu124"),
+        ("doctor", {"profile": "cu130"}, "unknown profile 'cu130'; accepted: cu121, cu124"),
+        (
+            "attention",
+            {"attention": "sage"},
+            "unknown attention mode 'sage'; accepted: auto, flash, xformers",
+        ),
+        (
+            "build",
+            {"attention": "flash", "enable_flash_attn": False},
+            "--attention flash contradicts --enable-flash-attn=false",
+        ),
+    ],
+)
+def test_bad_argument_is_named_with_what_is_accepted(
+    function: str, inputs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(FunctionError) as raised:
+        call(function, **inputs)
+    assert message in str(raised.value)
+    assert raised.value.__cause__ is None  # reported without a traceback from inside
+
+
+def test_plan_command_rejects_an_unknown_variant_without_a_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ci.plan", "--variant", "fp32"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown variant 'fp32'; accepted: fp16, fp8"
