@@ -246,3 +246,32 @@ def constraints(profile: Profile) -> list[str]:
 def overrides() -> list[str]:
     """uv overrides that drop the excluded distributions wherever they are required."""
     return [f'{name} ; sys_platform == "never"' for name in EXCLUDED_DISTRIBUTIONS]
+
+
+def table() -> list[tuple[str, str, str]]:
+    """(component, pinned value, reason) for every pin, in layer order."""
+    rows = [
+        *((f"base ({p.name})", p.base_image, p.reason) for p in PROFILES.values()),
+        ("python", PYTHON_VERSION, PYTHON_REASON),
+        ("uv", UV_VERSION, UV_REASON),
+        *((pin.name, pin.version, pin.reason) for pin in (SETUPTOOLS, *BUILD_TOOLS)),
+        *((pin.name, pin.version, pin.reason) for pin in (*TORCH_TRIO, NUMPY, OPENCV)),
+        *(
+            (pin.name, pin.version, pin.reason)
+            for pin in (MMCV, *OPENMMLAB_PACKAGES, CHUMPY, ONNXRUNTIME_GPU)
+        ),
+        ("TORCH_CUDA_ARCH_LIST (mmcv)", MMCV_CUDA_ARCHS, "Ampere, Ada and Hopper, plus PTX"),
+        *((pin.name, pin.version, pin.reason) for pin in (FLASH_ATTN, XFORMERS)),
+        *((pin.name, pin.commit, pin.reason) for pin in (COMFYUI, *NODE_PACKS)),
+        *(
+            (f"excluded: {name}", "never installed", why)
+            for name, why in EXCLUDED_DISTRIBUTIONS.items()
+        ),
+        (HUGGINGFACE_HUB.name, HUGGINGFACE_HUB.version, HUGGINGFACE_HUB.reason),
+    ]
+    return rows
+
+
+if __name__ == "__main__":
+    for component, value, reason in table():
+        print(f"{component:32} {value:44} {reason}")
