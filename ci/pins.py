@@ -118,6 +118,22 @@ BUILD_TOOLS = (
 )
 HUGGINGFACE_HUB = Pin("huggingface_hub", "2.4.0", "the Hub client the model fetcher downloads with")
 
+COMFY_KITCHEN = Pin(
+    "comfy-kitchen",
+    "0.2.27",
+    "ComfyUI asks for >=0.2.3; 0.2.28 and later fail at import on torch < 2.7",
+)
+TRANSFORMERS = Pin(
+    "transformers",
+    "4.57.6",
+    "transformers 5 disables PyTorch below 2.6, and WanVideoWrapper then fails to import",
+)
+DIFFUSERS = Pin(
+    "diffusers",
+    "0.38.0",
+    "0.39 requires torch>=2.6; later releases call torch.accelerator, which 2.5.1 lacks",
+)
+
 ONNXRUNTIME_GPU = Pin(
     "onnxruntime-gpu",
     "1.20.2",
@@ -233,6 +249,9 @@ def constraints(profile: Profile) -> list[str]:
         OPENCV.requirement,
         SETUPTOOLS.requirement,
         ONNXRUNTIME_GPU.requirement,
+        COMFY_KITCHEN.requirement,
+        TRANSFORMERS.requirement,
+        DIFFUSERS.requirement,
         MMENGINE.requirement,
         MMCV.requirement,
         MMDET.requirement,
@@ -263,6 +282,7 @@ def table() -> list[tuple[str, str, str]]:
         ("TORCH_CUDA_ARCH_LIST (mmcv)", MMCV_CUDA_ARCHS, "Ampere, Ada and Hopper, plus PTX"),
         *((pin.name, pin.version, pin.reason) for pin in (FLASH_ATTN, XFORMERS)),
         *((pin.name, pin.commit, pin.reason) for pin in (COMFYUI, *NODE_PACKS)),
+        *((pin.name, pin.version, pin.reason) for pin in (COMFY_KITCHEN, TRANSFORMERS, DIFFUSERS)),
         *(
             (f"excluded: {name}", "never installed", why)
             for name, why in EXCLUDED_DISTRIBUTIONS.items()

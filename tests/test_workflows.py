@@ -1,7 +1,8 @@
 """Shipped workflows use only nodes and inputs a real ComfyUI with the pinned packs offers.
 
-The object_info snapshot is GET /object_info of such a server (see
-../shared/reference/comfyui-peer/NOTES.md for the commits it ran).
+tests/data/object_info.json is GET /object_info of ComfyUI and the four node
+packs at the commits in ci/pins.py, on torch 2.5.1 with the constraints of
+ci/pins.py, run on CPU (README, "Capturing object_info").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from tests.dagger_offline import REPO
 
-OBJECT_INFO = REPO.parent / "shared" / "reference" / "comfyui-peer" / "object_info.json"
+OBJECT_INFO = REPO / "tests" / "data" / "object_info.json"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
 
