@@ -32,6 +32,8 @@ def models(variant: str, hf_token: dagger.Secret | None = None) -> dagger.Direct
     ctr = source.with_tool(ctr, "fetch_models")
     ctr = (
         ctr.with_mounted_cache(HF_CACHE, caches.volume("huggingface"))
+        # Xet's chunk cache lives under HF_HOME too, so it also survives on the volume.
+        .with_env_variable("HF_HOME", HF_CACHE)
         .with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1")
         .with_new_file(MANIFEST, manifest(variant))
     )
