@@ -10,10 +10,15 @@ from ci.image import torch_layer
 GPU_SUPPORT_OFF = "GPU support is not enabled"
 
 
-def doctor_container(profile: pins.Profile) -> dagger.Container:
+def doctor_container(profile: pins.Profile, run_id: str) -> dagger.Container:
+    """The check, run afresh for each `run_id`: a cached answer would hide today's GPU."""
     ctr = source.with_tool(torch_layer(profile), "gpu_check")
-    return ctr.experimental_with_all_gp_us().with_exec(
-        ["python", source.tool_path("gpu_check"), "--image-cuda", profile.cuda_version]
+    return (
+        ctr.experimental_with_all_gp_us()
+        # The CUDA images refuse to start on an older driver; let gpu_check explain instead.
+        .with_env_variable("NVIDIA_DISABLE_REQUIRE", "1")
+        .with_env_variable("STEADYDANCER_DOCTOR_RUN", run_id)
+        .with_exec(["python", source.tool_path("gpu_check"), "--image-cuda", profile.cuda_version])
     )
 
 

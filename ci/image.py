@@ -3,7 +3,8 @@
 The order follows what a change costs. Models come right after the heavy
 compiled layers and before ComfyUI, so bumping a ComfyUI or node pin re-copies
 no model bytes, switching variant recompiles nothing, and editing docker/ or
-workflows/ touches only the runtime layer.
+workflows/ touches only the runtime layer. Every layer that installs Python
+packages ends with the drift guard over all the pins installed so far.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import dagger
 
 from ci import paths, pins
-from ci.layers.attention import AttentionPlan, Probe, attention, choose
+from ci.installs import Installer, guard
+from ci.layers.attention import AttentionPlan, Probe, attention, choose, pinned
 from ci.layers.base import base
 from ci.layers.comfyui import comfyui, nodes
 from ci.layers.models import models
@@ -20,13 +22,38 @@ from ci.layers.runtime import runtime
 from ci.layers.torch_stack import torch_stack
 from ci.options import BuildOptions
 
+OPENMMLAB_PINS = (pins.OPENCV, pins.MMCV, pins.MMENGINE, pins.MMDET, pins.MMPOSE)
+COMFYUI_PINS = (pins.COMFY_KITCHEN, pins.TRANSFORMERS)
+NODES_PINS = (pins.DIFFUSERS, pins.ONNXRUNTIME_GPU)
+
+
+def torch_pins(profile: pins.Profile) -> list[str]:
+    return [*profile.torch_requirements(), pins.NUMPY.requirement, pins.SETUPTOOLS.requirement]
+
+
+def guarded(
+    profile: pins.Profile, plan: AttentionPlan | None, *groups: tuple[pins.Pin, ...]
+) -> list[str]:
+    attention_pin = [pinned(plan)] if plan else []
+    return [
+        *torch_pins(profile),
+        *(pin.requirement for group in groups for pin in group),
+        *attention_pin,
+    ]
+
+
+def base_layer(profile: pins.Profile) -> dagger.Container:
+    return base(Installer.for_profile(profile))
+
 
 def torch_layer(profile: pins.Profile) -> dagger.Container:
-    return torch_stack(base(profile), profile)
+    installer = Installer.for_profile(profile)
+    return guard(torch_stack(base(installer), installer), torch_pins(profile))
 
 
 def openmmlab_layer(profile: pins.Profile) -> dagger.Container:
-    return openmmlab(torch_layer(profile), profile)
+    ctr = openmmlab(torch_layer(profile), Installer.for_profile(profile))
+    return guard(ctr, guarded(profile, None, OPENMMLAB_PINS))
 
 
 async def plan_attention(options: BuildOptions, probe: Probe) -> AttentionPlan:
@@ -40,7 +67,9 @@ async def plan_attention(options: BuildOptions, probe: Probe) -> AttentionPlan:
 
 
 def attention_layer(profile: pins.Profile, plan: AttentionPlan) -> dagger.Container:
-    return attention(openmmlab_layer(profile), torch_layer(profile), profile, plan)
+    installer = Installer.for_profile(profile)
+    ctr = attention(openmmlab_layer(profile), torch_layer(profile), installer, plan)
+    return guard(ctr, guarded(profile, plan, OPENMMLAB_PINS))
 
 
 def comfyui_layer(
@@ -49,13 +78,15 @@ def comfyui_layer(
     ctr = attention_layer(profile, plan)
     if model_tree is not None:
         ctr = ctr.with_directory(paths.MODELS_DIR, model_tree)
-    return comfyui(ctr, profile)
+    ctr = comfyui(ctr, Installer.for_profile(profile))
+    return guard(ctr, guarded(profile, plan, OPENMMLAB_PINS, COMFYUI_PINS))
 
 
 def nodes_layer(
     profile: pins.Profile, plan: AttentionPlan, model_tree: dagger.Directory | None = None
 ) -> dagger.Container:
-    return nodes(comfyui_layer(profile, plan, model_tree), profile)
+    ctr = nodes(comfyui_layer(profile, plan, model_tree), Installer.for_profile(profile))
+    return guard(ctr, guarded(profile, plan, OPENMMLAB_PINS, COMFYUI_PINS, NODES_PINS))
 
 
 def image(

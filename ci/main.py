@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import dagger
@@ -10,10 +13,11 @@ from dagger.mod._exceptions import FunctionError
 from steadydancer import catalog
 
 from ci import doctor as doctor_checks
-from ci import image, pins, plan
+from ci import image, pins, plan, relock
+from ci import validate as validation
 from ci.layers import models as models_layer
 from ci.layers.attention import AttentionPlan, AttentionUnavailable, EngineProbe, Probe
-from ci.layers.base import base as base_layer
+from ci.lock import LockError
 from ci.options import BuildOptions, InputError
 
 Variant = Annotated[str, Doc("model variant: fp8 (default) or fp16")]
@@ -25,7 +29,7 @@ EnableFlashAttn = Annotated[
     bool, Doc("false forces the xformers branch, like the seed's ENABLE_FLASH_ATTN=false")
 ]
 BakeModels = Annotated[
-    bool, Doc("put the models in the image; false leaves them to be fetched at boot")
+    bool, Doc("put the models in the image; false leaves them out, for pods with a model volume")
 ]
 HfToken = Annotated[
     dagger.Secret | None, Doc("Hugging Face token, e.g. env://HF_TOKEN, for gated repositories")
@@ -37,19 +41,17 @@ def attention_probe() -> Probe:
     return EngineProbe()
 
 
-def _options(**kwargs: object) -> BuildOptions:
+@contextmanager
+def reported() -> Iterator[None]:
+    """Bad input and stale locks reach the user as one clear message, without a traceback."""
     try:
-        return BuildOptions.parse(**kwargs)  # type: ignore[arg-type]
-    except InputError as exc:
-        # FunctionError reports the message alone, without a Python traceback.
+        yield
+    except (InputError, LockError, AttentionUnavailable) as exc:
         raise FunctionError(str(exc)) from None
 
 
 async def _plan(options: BuildOptions) -> AttentionPlan:
-    try:
-        chosen = await image.plan_attention(options, attention_probe())
-    except AttentionUnavailable as exc:
-        raise FunctionError(str(exc)) from None
+    chosen = await image.plan_attention(options, attention_probe())
     print(f"attention: {chosen.backend} from {chosen.origin} ({chosen.reason})")
     return chosen
 
@@ -59,21 +61,43 @@ class SteadyDancer:
     """Builds, checks and smoke-tests the SteadyDancer ComfyUI image, one function per layer."""
 
     @function
+    def validate(self, profile: Profile = pins.DEFAULT_PROFILE) -> str:
+        """Seconds, no build: compatibility rules, pins against the lock, node requirements."""
+        with reported():
+            chosen = BuildOptions.parse(profile_name=profile).profile
+        sections = validation.validate(chosen)
+        report = validation.render(chosen, sections, 0.0).rsplit(" in ", 1)[0]
+        if any(section.findings for section in sections):
+            raise FunctionError(report)
+        return report
+
+    @function
+    async def lock(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Directory:
+        """Resolve the profile's hashed lock from the pinned trees (needs the internet)."""
+        with reported():
+            chosen = BuildOptions.parse(profile_name=profile).profile
+        return await relock.lock_directory(chosen)
+
+    @function
     def base(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
         """Layer 1: CUDA devel image, system packages, Python 3.11 venv and uv."""
-        return base_layer(_options(profile_name=profile).profile)
+        with reported():
+            return image.base_layer(BuildOptions.parse(profile_name=profile).profile)
 
     @function
     def torch(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
         """Layer 2: base plus the exact torch/torchvision/torchaudio trio of the profile."""
-        return image.torch_layer(_options(profile_name=profile).profile)
+        with reported():
+            return image.torch_layer(BuildOptions.parse(profile_name=profile).profile)
 
     @function
     def openmmlab(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
         """Layer 3: torch plus mmcv compiled with CUDA ops, mmengine, mmdet, mmpose, DWPose."""
-        return image.openmmlab_layer(_options(profile_name=profile).profile)
+        with reported():
+            return image.openmmlab_layer(BuildOptions.parse(profile_name=profile).profile)
 
-    @function
+    # The attention branch is decided afresh in each session, not remembered for days.
+    @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def attention(
         self,
         profile: Profile = pins.DEFAULT_PROFILE,
@@ -81,12 +105,13 @@ class SteadyDancer:
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 4: openmmlab plus flash-attn (wheel, else source build) or xformers."""
-        options = _options(
-            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
-        )
-        return image.attention_layer(options.profile, await _plan(options))
+        with reported():
+            options = BuildOptions.parse(
+                profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+            )
+            return image.attention_layer(options.profile, await _plan(options))
 
-    @function
+    @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def comfyui(
         self,
         profile: Profile = pins.DEFAULT_PROFILE,
@@ -94,12 +119,13 @@ class SteadyDancer:
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 5: attention plus ComfyUI at its pinned commit and its requirements."""
-        options = _options(
-            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
-        )
-        return image.comfyui_layer(options.profile, await _plan(options))
+        with reported():
+            options = BuildOptions.parse(
+                profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+            )
+            return image.comfyui_layer(options.profile, await _plan(options))
 
-    @function
+    @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def nodes(
         self,
         profile: Profile = pins.DEFAULT_PROFILE,
@@ -107,19 +133,21 @@ class SteadyDancer:
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 6: comfyui plus the four SteadyDancer node packs at their pinned commits."""
-        options = _options(
-            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
-        )
-        return image.nodes_layer(options.profile, await _plan(options))
+        with reported():
+            options = BuildOptions.parse(
+                profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+            )
+            return image.nodes_layer(options.profile, await _plan(options))
 
     @function
     def models(
         self, variant: Variant = catalog.DEFAULT_VARIANT, hf_token: HfToken = None
     ) -> dagger.Directory:
         """Layer 7: the variant's model files from Hugging Face, as ComfyUI's models/ folder."""
-        return models_layer.models(_options(variant_name=variant).variant, hf_token)
+        with reported():
+            return models_layer.models(BuildOptions.parse(variant_name=variant).variant, hf_token)
 
-    @function
+    @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def build(
         self,
         variant: Variant = catalog.DEFAULT_VARIANT,
@@ -130,14 +158,15 @@ class SteadyDancer:
         hf_token: HfToken = None,
     ) -> dagger.Container:
         """The whole image: every layer, then docker/, workflows/, port 8188 and the entrypoint."""
-        options = _options(
-            variant_name=variant,
-            profile_name=profile,
-            attention_mode=attention,
-            enable_flash_attn=enable_flash_attn,
-            bake_models=bake_models,
-        )
-        return image.image(options, await _plan(options), hf_token)
+        with reported():
+            options = BuildOptions.parse(
+                variant_name=variant,
+                profile_name=profile,
+                attention_mode=attention,
+                enable_flash_attn=enable_flash_attn,
+                bake_models=bake_models,
+            )
+            return image.image(options, await _plan(options), hf_token)
 
     @function
     def plan(
@@ -148,18 +177,21 @@ class SteadyDancer:
         bake_models: BakeModels = True,
     ) -> str:
         """The layers of a build, their pins and what each one's cache depends on (no build)."""
-        options = _options(
-            variant_name=variant,
-            profile_name=profile,
-            attention_mode=attention,
-            bake_models=bake_models,
-        )
-        return plan.render(options)
+        with reported():
+            options = BuildOptions.parse(
+                variant_name=variant,
+                profile_name=profile,
+                attention_mode=attention,
+                bake_models=bake_models,
+            )
+            return plan.render(options)
 
-    @function
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def doctor(self, profile: Profile = pins.DEFAULT_PROFILE) -> str:
         """GPU check in the engine: nvidia-smi and torch see the GPU, the driver runs the CUDA."""
-        container = doctor_checks.doctor_container(_options(profile_name=profile).profile)
+        with reported():
+            chosen = BuildOptions.parse(profile_name=profile).profile
+        container = doctor_checks.doctor_container(chosen, str(time.time_ns()))
         try:
             return await container.stdout()
         except dagger.QueryError as exc:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from steadydancer import catalog
 
 from ci import caches, paths, pins
+from ci.installs import Installer
 from ci.layers import attention as attention_layer
 from ci.layers.base import APT_PACKAGES
-from ci.layers.comfyui import REQUIREMENTS_MOUNT
 from ci.layers.openmmlab import MMCV_BUILD_ENV
 from ci.options import BuildOptions, InputError
 
@@ -105,8 +105,8 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
         LayerPlan(
             "comfyui",
             [f"{pins.COMFYUI.url} @ {pins.COMFYUI.commit} ({pins.COMFYUI.date})"],
-            f"the layers above + {REQUIREMENTS_MOUNT}/ComfyUI.txt (its requirements.txt), "
-            "then its tree",
+            "the layers above + its requirements (their lock entries, or its requirements.txt "
+            "when the profile has no lock), then its tree",
         ),
         LayerPlan(
             "nodes",
@@ -130,6 +130,8 @@ def render(options: BuildOptions) -> str:
     lines = [
         f"steady-dancer build: variant {options.variant}, profile {options.profile.name}, "
         f"attention {options.attention}, models {baked}",
+        f"python packages: {Installer.for_profile(options.profile).describe()}; each layer "
+        "that installs ends with a drift check of the pinned packages",
         "",
     ]
     for number, layer in enumerate(layers(options), start=1):

@@ -43,23 +43,29 @@ def test_base_image_and_python_come_from_the_profile(profile: str) -> None:
     assert pins.UV_IMAGE in describe(uv_sources[0])
 
 
-def test_torch_trio_is_exact_for_cu124() -> None:
+def test_torch_trio_is_exact_and_hashed_for_cu124() -> None:
     install = exec_with(build(profile="cu124"), "torch==2.5.1")
-    assert install == [
-        "uv",
-        "pip",
-        "install",
+    assert install[-4:] == [
         "torch==2.5.1",
         "torchvision==0.20.1",
         "torchaudio==2.5.1",
         "numpy==1.26.4",
     ]
+    assert "--require-hashes" in install
+    assert install[install.index("--constraint") + 1] == "/tmp/steadydancer-install/lock.txt"
 
 
 def test_torch_trio_comes_from_the_pytorch_index_for_cu121() -> None:
     install = exec_with(build(profile="cu121"), "torch==2.5.1+cu121")
-    assert install[3:5] == ["--extra-index-url", "https://download.pytorch.org/whl/cu121"]
+    position = install.index("--extra-index-url")
+    assert install[position : position + 4] == [
+        "--extra-index-url",
+        "https://download.pytorch.org/whl/cu121",
+        "--index-strategy",
+        "unsafe-best-match",
+    ]
     assert "torchvision==0.20.1+cu121" in install and "torchaudio==2.5.1+cu121" in install
+    assert "--require-hashes" not in install  # cu121 has no lock yet: resolved at build time
 
 
 def test_setuptools_below_82_before_anything_is_compiled() -> None:
@@ -92,10 +98,19 @@ def test_mmcv_is_compiled_with_cuda_ops_in_a_builder_and_only_its_wheel_is_carri
         (name, args.get("path")) for name, args in ops(builder)
     ]
     assert ops(builder)[-1] == ("directory", {"path": "/dist"})
-    # The image gets the wheel through a mount, then installs it without building.
-    install = exec_with(ctr, "mmcv==2.1.0", "--no-build-package")
-    assert install[install.index("--no-build-package") + 1] == "mmcv"
-    assert install[install.index("--no-build-isolation-package") + 1] == "chumpy"
+    # The image gets the wheel through a mount and installs it alone, never from the sdist.
+    assert exec_with(ctr, "mmcv==2.1.0", "--no-index") == [
+        "uv",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--find-links",
+        "/tmp/steadydancer-wheels",
+        "mmcv==2.1.0",
+    ]
+    openmmlab = exec_with(ctr, "mmengine==0.10.7")
+    assert openmmlab[openmmlab.index("--no-build-isolation-package") + 1] == "chumpy"
 
 
 def test_openmmlab_ends_with_the_import_chain_check() -> None:
@@ -104,12 +119,22 @@ def test_openmmlab_ends_with_the_import_chain_check() -> None:
     assert {"mmcv", "mmcv.ops", "mmdet", "mmpose"} <= set(check[2:])
 
 
-def test_every_install_after_torch_is_held_to_the_constraints() -> None:
-    installs = [args for args in execs(build()) if args[:3] == ["uv", "pip", "install"]]
-    after_torch = installs[installs.index(exec_with(build(), "torch==2.5.1")) + 1 :]
-    assert after_torch
-    for args in after_torch:
-        assert "--constraint" in args and "--override" in args, args
+def is_local_wheel(args: list[str]) -> bool:
+    return "--no-index" in args and "--no-deps" in args
+
+
+@pytest.mark.parametrize("profile", sorted(pins.PROFILES))
+def test_every_install_is_held_to_the_lock_or_the_constraints(profile: str) -> None:
+    installs = [
+        args for args in execs(build(profile=profile)) if args[:3] == ["uv", "pip", "install"]
+    ]
+    assert len(installs) >= 8
+    locked = profile == "cu124"
+    for args in installs:
+        if is_local_wheel(args):
+            continue
+        assert "--override" in args and "--constraint" in args, args
+        assert ("--require-hashes" in args) == locked, args
 
 
 def test_constraint_and_override_files_hold_the_pins() -> None:
@@ -235,3 +260,49 @@ def test_the_hugging_face_token_travels_as_a_secret_only() -> None:
     for name, args in ops(ctr) + ops(model_tree):
         if name in {"withEnvVariable", "withLabel", "withNewFile"}:
             assert "hf_example" not in json.dumps(args)
+
+
+def mounted_files(ctr, position: int) -> dict[str, str]:
+    """The files of the directory mounted just before the exec at `position`."""
+    mount = fields(ctr)[position - 1]
+    assert mount.name == "withMountedDirectory", mount.name
+    return {
+        args["path"]: args["contents"]
+        for name, args in ops(mount.args["source"])
+        if name == "withNewFile"
+    }
+
+
+def exec_position(ctr, *words: str) -> int:
+    for position, (name, args) in enumerate(ops(ctr)):
+        if name == "withExec" and all(word in args["args"] for word in words):
+            return position
+    raise AssertionError(f"no exec with {words}")
+
+
+def test_each_install_mounts_only_the_lock_entries_it_draws_on() -> None:
+    ctr = build()
+    torch_lock = mounted_files(ctr, exec_position(ctr, "torch==2.5.1", "--require-hashes"))[
+        "lock.txt"
+    ]
+    assert "torch==2.5.1 \\\n    --hash=sha256:" in torch_lock
+    assert "nvidia-cudnn-cu12==9.1.0.70" in torch_lock
+    assert "aiohttp==" not in torch_lock and "mmengine==" not in torch_lock
+    comfy = exec_with(ctr, "comfy-kitchen==0.2.27")
+    comfy_lock = mounted_files(ctr, exec_position(ctr, "comfy-kitchen==0.2.27"))["lock.txt"]
+    assert "aiohttp==" in comfy_lock
+    assert "transformers==4.57.6" in comfy
+    assert not any(
+        arg.startswith("opencv-python-headless") for arg in exec_with(ctr, "mss==10.2.0")
+    )
+
+
+def test_every_installing_layer_ends_with_the_drift_guard() -> None:
+    ctr = build(plan="xformers")
+    checks = [args for args in execs(ctr) if "/opt/steadydancer-tools/drift_check.py" in args]
+    assert len(checks) == 5  # torch, openmmlab, attention, comfyui, nodes
+    for args in checks:
+        assert {"torch==2.5.1", "torchvision==0.20.1", "numpy==1.26.4"} <= set(args)
+        assert args[args.index("--absent") + 1] == "onnxruntime"
+    assert "xformers==0.0.29.post1" in checks[2] and "mmcv==2.1.0" in checks[2]
+    assert {"diffusers==0.38.0", "onnxruntime-gpu==1.20.2"} <= set(checks[-1])

@@ -7,10 +7,12 @@ that field says which layers a change rebuilds.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from ci import image, paths, pins
+from ci import lock as locks
 from ci.options import BuildOptions
 from tests.conftest import PLANS
 from tests.dagger_offline import describe, fields, first_difference, index_of, ops
@@ -37,9 +39,17 @@ def test_switching_variant_recompiles_nothing() -> None:
     assert mmcv_mount < diff
 
 
+def relock_requirements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requirement copies as `dagger call lock` writes them for the pins now in force."""
+    for pin in locks.sources():
+        text = (locks.REQUIREMENTS_DIR / f"{pin.name}.txt").read_text().split("\n", 1)[1]
+        (tmp_path / f"{pin.name}.txt").write_text(locks.requirements_copy(pin, text))
+    monkeypatch.setattr(locks, "REQUIREMENTS_DIR", tmp_path)
+
+
 @pytest.mark.parametrize("pin_name", ["COMFYUI", "NODE_PACKS"])
 def test_bumping_a_comfyui_or_node_pin_copies_no_model_bytes(
-    monkeypatch: pytest.MonkeyPatch, pin_name: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pin_name: str
 ) -> None:
     before = build()
     if pin_name == "COMFYUI":
@@ -48,12 +58,44 @@ def test_bumping_a_comfyui_or_node_pin_copies_no_model_bytes(
         first, *rest = pins.NODE_PACKS
         bumped = (dataclasses.replace(first, commit="0" * 40), *rest)
     monkeypatch.setattr(pins, pin_name, bumped)
+    relock_requirements(tmp_path, monkeypatch)
     after = build()
     diff = first_difference(before, after)
     assert diff > models_position(before), "the bump reaches the models layer"
     assert describe(fields(before)[models_position(before)].args["source"]) == describe(
         fields(after)[models_position(after)].args["source"]
     )
+    # Requirements unchanged: the install is reused and only the source tree differs.
+    assert ops(after)[diff][0] == "withDirectory"
+
+
+def test_a_lock_change_in_a_node_dependency_rebuilds_from_that_layer_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = build()
+    lock = locks.load("cu124")
+    assert lock is not None
+    moved = lock.text.replace("aiohttp==3.14.5", "aiohttp==3.14.4")
+    monkeypatch.setattr(locks, "load", lambda profile: locks.Lock.parse(profile, moved))
+    after = build()
+    diff = first_difference(before, after)
+    assert diff > models_position(before)
+    assert "comfy-kitchen==0.2.27" in ops(after)[diff + 1][1]["args"]
+
+
+def test_stale_lock_is_refused_with_the_command_that_fixes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pins, "MMDET", dataclasses.replace(pins.MMDET, version="3.2.0"))
+    monkeypatch.setattr(
+        pins,
+        "OPENMMLAB_PACKAGES",
+        (pins.MMENGINE, pins.MMDET, pins.MMPOSE, pins.XTCOCOTOOLS, pins.DWPOSE),
+    )
+    with pytest.raises(
+        locks.LockError, match=r"has mmdet 3.3.0, but mmdet==3.2.0 is required.*python -m ci.lock"
+    ):
+        build()
 
 
 def project_references(ctr) -> list[tuple[int, str]]:

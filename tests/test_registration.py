@@ -15,6 +15,8 @@ import ci.main  # noqa: F401  (registers the functions)
 from tests.dagger_offline import fields, render
 
 FUNCTIONS = {
+    "validate",
+    "lock",
     "base",
     "torch",
     "openmmlab",
@@ -80,3 +82,26 @@ def test_module_description_comes_from_the_package_docstring(registration) -> No
 
 def test_registration_renders_to_valid_graphql(registration) -> None:
     assert render(registration)[-1].startswith("{\n  module {")
+
+
+def test_doctor_is_never_cached_and_branch_choices_last_one_session(registration) -> None:
+    policies = {
+        name: [f.args for f in chain if f.name == "withCachePolicy"]
+        for name, chain in functions(registration).items()
+    }
+    assert policies["doctor"] == [{"policy": "Never"}]
+    for name in ("attention", "comfyui", "nodes", "build"):
+        assert policies[name] == [{"policy": "PerSession"}], name
+    assert policies["plan"] == []
+
+
+def test_dev_dagger_io_matches_the_engine_version_and_the_module_leaves_it_to_the_engine() -> None:
+    import json
+    import tomllib
+
+    from tests.dagger_offline import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    engine = json.loads((REPO / "dagger.json").read_text())["engineVersion"]
+    assert "dagger-io" in project["dependencies"]  # the engine's vendored SDK satisfies it
+    assert f"dagger-io=={engine.removeprefix('v')}" in project["optional-dependencies"]["dev"]

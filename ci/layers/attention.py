@@ -13,8 +13,9 @@ import dagger
 from dagger import dag
 
 from ci import pins, source
-from ci.layers.base import uv_pip_install
-from ci.layers.openmmlab import WHEEL_MOUNT, builder, compile_wheel, wheel_key
+from ci.installs import Installer
+from ci.layers.openmmlab import builder, compile_wheel, install_local_wheel, wheel_key
+from ci.lock import FLASH_ATTN_RUNTIME
 
 MODES = ("auto", "flash", "xformers")
 FLASH = "flash_attn_2"
@@ -131,39 +132,36 @@ async def choose(
     return AttentionPlan(XFORMERS, "pypi", f"no release wheel at {url} and the source build failed")
 
 
+def release_wheel(plan: AttentionPlan, sha256: str | None) -> dagger.Directory:
+    """The release wheel in a folder of its own, checked against its sha256 when one is locked."""
+    assert plan.wheel_url is not None
+    name = plan.wheel_url.rsplit("/", 1)[-1]
+    checksum = f"sha256:{sha256}" if sha256 else None
+    return dag.directory().with_file(name, dag.http(plan.wheel_url, name=name, checksum=checksum))
+
+
+def pinned(plan: AttentionPlan) -> str:
+    """The requirement the branch installs, for the drift guard."""
+    return pins.XFORMERS.requirement if plan.backend == XFORMERS else pins.FLASH_ATTN.requirement
+
+
 def attention(
     openmmlab_layer: dagger.Container,
     torch_layer: dagger.Container,
-    profile: pins.Profile,
+    installer: Installer,
     plan: AttentionPlan,
 ) -> dagger.Container:
-    ctr = openmmlab_layer
     if plan.backend == XFORMERS:
-        ctr = uv_pip_install(ctr, profile, [pins.XFORMERS.requirement])
+        ctr = installer.install(openmmlab_layer, [pins.XFORMERS.requirement])
         modules = ["xformers", "xformers.ops"]
-    elif plan.origin == "wheel":
-        assert plan.wheel_url is not None
-        name = plan.wheel_url.rsplit("/", 1)[-1]
-        wheel = dag.http(plan.wheel_url, name=name)
-        ctr = ctr.with_mounted_file(f"{WHEEL_MOUNT}/{name}", wheel)
-        ctr = uv_pip_install(ctr, profile, [f"{WHEEL_MOUNT}/{name}"]).without_mount(
-            f"{WHEEL_MOUNT}/{name}"
-        )
-        modules = ["flash_attn"]
     else:
-        wheels = flash_attn_source_wheel(torch_layer, profile)
-        ctr = ctr.with_mounted_directory(WHEEL_MOUNT, wheels)
-        ctr = uv_pip_install(
-            ctr,
-            profile,
-            [
-                "--find-links",
-                WHEEL_MOUNT,
-                "--no-build-package",
-                "flash-attn",
-                pins.FLASH_ATTN.requirement,
-            ],
-        ).without_mount(WHEEL_MOUNT)
+        if plan.origin == "wheel":
+            sha256 = installer.lock.flash_attn_sha256 if installer.lock else None
+            wheels = release_wheel(plan, sha256)
+        else:
+            wheels = flash_attn_source_wheel(torch_layer, installer.profile)
+        ctr = install_local_wheel(openmmlab_layer, wheels, pins.FLASH_ATTN)
+        ctr = installer.install(ctr, list(FLASH_ATTN_RUNTIME))
         modules = ["flash_attn"]
     return ctr.with_exec(["python", source.tool_path("import_check"), *modules]).with_env_variable(
         ENV_VAR, plan.backend

@@ -1,8 +1,8 @@
 """Layers 5 and 6: ComfyUI and the SteadyDancer node packs at their pinned commits.
 
-Each tree comes from the engine's git API. Requirements are installed from the
-requirements file alone, before the tree is copied, so a pin bump that leaves
-requirements.txt unchanged reuses the install.
+Each tree comes from the engine's git API. Requirements are installed before the
+tree is copied (from the lock, or from the tree's requirements.txt alone), so a
+pin bump that leaves the requirements unchanged reuses the install.
 """
 
 from __future__ import annotations
@@ -11,41 +11,24 @@ import dagger
 from dagger import dag
 
 from ci import paths, pins
-from ci.layers.base import uv_pip_install
-
-REQUIREMENTS_MOUNT = "/tmp/steadydancer-requirements"
+from ci.installs import Installer
 
 
 def tree(pin: pins.GitPin) -> dagger.Directory:
     return dag.git(pin.url).commit(pin.commit).tree(discard_git_dir=True)
 
 
-def install_requirements(
-    ctr: dagger.Container, profile: pins.Profile, trees: dict[str, dagger.Directory]
-) -> dagger.Container:
-    """Resolve the requirements of all `trees` together, held to the image's pins."""
-    args: list[str] = []
-    for name, directory in trees.items():
-        mounted = f"{REQUIREMENTS_MOUNT}/{name}.txt"
-        ctr = ctr.with_mounted_file(mounted, directory.file("requirements.txt"))
-        args += ["--requirement", mounted]
-    ctr = uv_pip_install(ctr, profile, args)
-    for name in trees:
-        ctr = ctr.without_mount(f"{REQUIREMENTS_MOUNT}/{name}.txt")
-    return ctr
-
-
-def comfyui(ctr: dagger.Container, profile: pins.Profile) -> dagger.Container:
+def comfyui(ctr: dagger.Container, installer: Installer) -> dagger.Container:
     comfy = tree(pins.COMFYUI)
-    ctr = install_requirements(ctr, profile, {pins.COMFYUI.name: comfy})
+    ctr = installer.install(ctr, trees={pins.COMFYUI: comfy})
     return ctr.with_directory(paths.COMFYUI_DIR, comfy).with_env_variable(
         "COMFYUI_DIR", paths.COMFYUI_DIR
     )
 
 
-def nodes(ctr: dagger.Container, profile: pins.Profile) -> dagger.Container:
-    trees = {pack.name: tree(pack) for pack in pins.NODE_PACKS}
-    ctr = install_requirements(ctr, profile, trees)
-    for name, directory in trees.items():
-        ctr = ctr.with_directory(f"{paths.CUSTOM_NODES_DIR}/{name}", directory)
+def nodes(ctr: dagger.Container, installer: Installer) -> dagger.Container:
+    trees = {pack: tree(pack) for pack in pins.NODE_PACKS}
+    ctr = installer.install(ctr, trees=trees)
+    for pack, directory in trees.items():
+        ctr = ctr.with_directory(f"{paths.CUSTOM_NODES_DIR}/{pack.name}", directory)
     return ctr

@@ -7,7 +7,8 @@ import hashlib
 import dagger
 
 from ci import caches, pins, source
-from ci.layers.base import uv_pip_install
+from ci.installs import Installer
+from ci.lock import MMCV_RUNTIME
 
 WHEEL_CACHE = "/wheel-cache"
 WHEEL_OUT = "/dist"
@@ -88,25 +89,40 @@ def mmcv_wheel(torch_layer: dagger.Container, profile: pins.Profile) -> dagger.D
     return compile_wheel(builder(torch_layer), pins.MMCV, key, MMCV_BUILD_ENV)
 
 
-def openmmlab(torch_layer: dagger.Container, profile: pins.Profile) -> dagger.Container:
-    ctr = torch_layer.with_mounted_directory(WHEEL_MOUNT, mmcv_wheel(torch_layer, profile))
-    ctr = uv_pip_install(
+def install_local_wheel(
+    ctr: dagger.Container, wheels: dagger.Directory, package: pins.Pin
+) -> dagger.Container:
+    """Install a wheel this build compiled, alone: its dependencies come from the lock."""
+    return (
+        ctr.with_mounted_directory(WHEEL_MOUNT, wheels)
+        .with_exec(
+            [
+                "uv",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-index",
+                "--find-links",
+                WHEEL_MOUNT,
+                package.requirement,
+            ]
+        )
+        .without_mount(WHEEL_MOUNT)
+    )
+
+
+def openmmlab(torch_layer: dagger.Container, installer: Installer) -> dagger.Container:
+    ctr = install_local_wheel(torch_layer, mmcv_wheel(torch_layer, installer.profile), pins.MMCV)
+    ctr = installer.install(
         ctr,
-        profile,
         [
-            "--find-links",
-            WHEEL_MOUNT,
-            # Only the compiled wheel may satisfy mmcv: never fall back to building the sdist.
-            "--no-build-package",
-            pins.MMCV.name,
-            # chumpy's setup.py imports pip, which an isolated build does not have.
-            "--no-build-isolation-package",
-            pins.CHUMPY.name,
-            pins.MMCV.requirement,
-            pins.CHUMPY.requirement,
+            *MMCV_RUNTIME,
             pins.OPENCV.requirement,
+            pins.CHUMPY.requirement,
             *(pin.requirement for pin in pins.OPENMMLAB_PACKAGES),
         ],
-    ).without_mount(WHEEL_MOUNT)
+        # chumpy's setup.py imports pip, which an isolated build does not have.
+        extra=["--no-build-isolation-package", pins.CHUMPY.name],
+    )
     ctr = source.with_tool(ctr, "import_check")
     return ctr.with_exec(["python", source.tool_path("import_check"), *pins.OPENMMLAB_IMPORTS])

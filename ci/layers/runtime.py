@@ -6,12 +6,21 @@ Last, because it changes with every edit and costs seconds to rebuild.
 from __future__ import annotations
 
 import dagger
+from dagger import dag
 
 from ci import paths, pins, source
 from ci.layers.attention import AttentionPlan
-from ci.layers.base import pin_files
 
 LABEL_PREFIX = "org.steadydancer"
+
+
+def pin_files(profile: pins.Profile) -> dagger.Directory:
+    """The constraints and overrides later installs in the running image are held to."""
+    return (
+        dag.directory()
+        .with_new_file("constraints.txt", "\n".join(pins.constraints(profile)) + "\n")
+        .with_new_file("overrides.txt", "\n".join(pins.overrides()) + "\n")
+    )
 
 
 def runtime(
@@ -38,7 +47,6 @@ def runtime(
         .with_workdir(paths.COMFYUI_DIR)
         .with_exposed_port(paths.COMFYUI_PORT, description="ComfyUI web UI and API")
         .with_entrypoint(["python", "-m", "steadydancer.entrypoint"])
-        .with_default_args([])
     )
     labels = {
         "variant": variant,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import dagger
 
 from ci import pins
+from ci.installs import Installer
 
 
-def torch_stack(ctr: dagger.Container, profile: pins.Profile) -> dagger.Container:
-    index = ["--extra-index-url", profile.torch_index_url] if profile.torch_index_url else []
-    return ctr.with_exec(
-        ["uv", "pip", "install", *index, *profile.torch_requirements(), pins.NUMPY.requirement]
-    )
+def torch_stack(ctr: dagger.Container, installer: Installer) -> dagger.Container:
+    return installer.install(ctr, [*installer.profile.torch_requirements(), pins.NUMPY.requirement])

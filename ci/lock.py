@@ -1,0 +1,370 @@
+"""The hashed lock of each profile's Python environment: how it is made and how installs read it.
+
+ci/locks/<profile>.txt is every Python package of the image (torch stack, OpenMMLab,
+attention, ComfyUI and the node packs' requirements) resolved together by uv, with
+hashes. ci/locks/requirements/ holds each pinned tree's requirements.txt, the inputs
+of that resolution. mmcv (compiled in the build) and the flash-attn release wheel
+are not on the index; they are pinned by version, the wheel also by its sha256.
+
+Usage: python -m ci.lock [--profile cu124] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from ci import pins
+
+LOCKS_DIR = Path(__file__).resolve().parent / "locks"
+REQUIREMENTS_DIR = LOCKS_DIR / "requirements"
+PLATFORM = "x86_64-manylinux_2_35"
+"""Ubuntu 22.04's glibc, so no wheel the base image cannot load is chosen."""
+LOCK_COMMAND = "python -m ci.lock"
+FLASH_ATTN_DIGEST = "# flash-attn wheel sha256:"
+INPUT_LINE = "# input: "
+TARGET_ENVIRONMENT = {
+    "implementation_name": "cpython",
+    "os_name": "posix",
+    "platform_machine": "x86_64",
+    "platform_python_implementation": "CPython",
+    "platform_system": "Linux",
+    "python_full_version": pins.PYTHON_VERSION,
+    "python_version": ".".join(pins.PYTHON_VERSION.split(".")[:2]),
+    "sys_platform": "linux",
+}
+MMCV_RUNTIME = ("addict", "yapf", "pyyaml", "pillow", "packaging")
+"""mmcv's own runtime requirements: its wheel is installed without resolving them."""
+FLASH_ATTN_RUNTIME = ("einops",)
+
+
+class LockError(Exception):
+    """The lock cannot serve the pins: stale, missing a package, or unreadable."""
+
+
+def canonical(name: str) -> str:
+    return str(canonicalize_name(name))
+
+
+def requirements_in(text: str, source: str) -> list[Requirement]:
+    """The requirements of a requirements.txt that apply to the image (linux, Python 3.11)."""
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as exc:
+            raise LockError(f"{source}:{number}: {line!r} is not a requirement: {exc}") from None
+        if requirement.marker is None or requirement.marker.evaluate(TARGET_ENVIRONMENT):
+            found.append(requirement)
+    return found
+
+
+def requirements_file(pin: pins.GitPin) -> Path:
+    return REQUIREMENTS_DIR / f"{pin.name}.txt"
+
+
+def requirements_header(pin: pins.GitPin) -> str:
+    return f"# {pin.url} @ {pin.commit}: requirements.txt\n"
+
+
+def requirements_copy(pin: pins.GitPin, text: str) -> str:
+    """What ci/locks/requirements/ keeps of a tree's requirements.txt, headed by its origin."""
+    return requirements_header(pin) + text + ("" if text.endswith("\n") else "\n")
+
+
+def pack_requirements(pin: pins.GitPin) -> list[Requirement]:
+    """A pinned tree's requirements, from its copy in ci/locks/requirements/."""
+    path = requirements_file(pin)
+    if not path.is_file():
+        raise LockError(f"{path} is missing: run `{LOCK_COMMAND}` or `dagger call lock`")
+    text = path.read_text()
+    if not text.startswith(requirements_header(pin)):
+        raise LockError(
+            f"{path} was not taken from {pin.name} @ {pin.commit} (the pin moved): "
+            "run `dagger call lock export --path ci/locks` to refresh it"
+        )
+    return requirements_in(text, str(path))
+
+
+def sources() -> tuple[pins.GitPin, ...]:
+    return (pins.COMFYUI, *pins.NODE_PACKS)
+
+
+def root_requirements(profile: pins.Profile) -> list[str]:
+    """What the lock resolves: every pinned package and each tree's requirements file."""
+    return [
+        *profile.torch_requirements(),
+        pins.NUMPY.requirement,
+        pins.SETUPTOOLS.requirement,
+        *(pin.requirement for pin in pins.BUILD_TOOLS),
+        *MMCV_RUNTIME,
+        pins.OPENCV.requirement,
+        pins.CHUMPY.requirement,
+        *(pin.requirement for pin in pins.OPENMMLAB_PACKAGES),
+        pins.XFORMERS.requirement,
+        *FLASH_ATTN_RUNTIME,
+        *(f"-r requirements/{pin.name}.txt" for pin in sources()),
+    ]
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A parsed lock: pinned versions, whether every entry carries hashes, and its header."""
+
+    profile: str
+    text: str
+    versions: dict[str, str]
+    unhashed: tuple[str, ...]
+    flash_attn_sha256: str | None = None
+    via: dict[str, list[str]] = field(default_factory=dict)
+    """For each package, what required it: another package, or `-r file` for a root."""
+    entries: dict[str, str] = field(default_factory=dict)
+    """For each package, its requirement line and hashes, as in the lock."""
+    inputs: dict[str, str] = field(default_factory=dict)
+    """The commit of each pinned tree whose requirements were resolved."""
+
+    @classmethod
+    def parse(cls, profile: str, text: str) -> Lock:
+        versions: dict[str, str] = {}
+        hashed: dict[str, bool] = {}
+        via: dict[str, list[str]] = {}
+        entries: dict[str, list[str]] = {}
+        inputs: dict[str, str] = {}
+        current = ""
+        digest = None
+        for line in text.splitlines():
+            stripped = line.strip()
+            if line.startswith(FLASH_ATTN_DIGEST):
+                digest = line.removeprefix(FLASH_ATTN_DIGEST).strip() or None
+            if line.startswith(INPUT_LINE):
+                name, _, commit = line.removeprefix(INPUT_LINE).partition(" @ ")
+                inputs[name.strip()] = commit.strip()
+            match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)", line)
+            if match:
+                current = canonical(match.group(1))
+                versions[current] = match.group(2)
+                hashed[current] = "--hash=" in line
+                entries[current] = [line]
+            elif current and stripped.startswith("--hash="):
+                hashed[current] = True
+                entries[current].append(line)
+            elif current and stripped.startswith("#"):
+                note = stripped.lstrip("#").strip().removeprefix("via").strip()
+                if note:
+                    via.setdefault(current, []).append(note)
+        if not versions:
+            raise LockError(f"the {profile} lock pins no package")
+        unhashed = tuple(sorted(name for name, ok in hashed.items() if not ok))
+        blocks = {name: "\n".join(lines) + "\n" for name, lines in entries.items()}
+        return cls(profile, text, versions, unhashed, digest, via, blocks, inputs)
+
+    def closure(self, names: Iterable[str]) -> set[str]:
+        """The packages `names` need, themselves included, following the lock's `via` notes."""
+        needs: dict[str, set[str]] = {}
+        for package, dependents in self.via.items():
+            for dependent in dependents:
+                if not dependent.startswith("-"):
+                    needs.setdefault(canonical(dependent), set()).add(package)
+        found: set[str] = set()
+        pending = [canonical(name) for name in names]
+        while pending:
+            name = pending.pop()
+            if name in found or name not in self.versions:
+                continue
+            found.add(name)
+            pending.extend(needs.get(name, ()))
+        return found
+
+    def subset(self, roots: Iterable[str]) -> str:
+        """The lock entries (with hashes) an install of `roots` draws on, in the lock's order."""
+        wanted = self.closure(Requirement(root).name for root in roots)
+        return "".join(block for name, block in self.entries.items() if name in wanted)
+
+    def pin(self, spec: str) -> str:
+        """`name==version` from the lock for a requirement, checking the lock satisfies it."""
+        requirement = Requirement(spec)
+        name = canonical(requirement.name)
+        version = self.versions.get(name)
+        if version is None:
+            raise LockError(
+                f"{requirement.name} is not in ci/locks/{self.profile}.txt: "
+                f"the lock is stale; run `{LOCK_COMMAND} --profile {self.profile}`"
+            )
+        if not requirement.specifier.contains(version, prereleases=True):
+            raise LockError(
+                f"ci/locks/{self.profile}.txt has {requirement.name} {version}, but {spec} is "
+                f"required: the lock is stale; run `{LOCK_COMMAND} --profile {self.profile}`"
+            )
+        return f"{requirement.name}=={version}"
+
+    def pin_all(self, specs: Iterable[str]) -> list[str]:
+        return [self.pin(spec) for spec in specs]
+
+
+def lock_path(profile_name: str) -> Path:
+    return LOCKS_DIR / f"{profile_name}.txt"
+
+
+def load(profile_name: str) -> Lock | None:
+    """The profile's lock, or None when it has none yet (it then resolves at build time)."""
+    path = lock_path(profile_name)
+    if not path.is_file():
+        return None
+    return Lock.parse(profile_name, path.read_text())
+
+
+def tree_roots(lock: Lock, pin: pins.GitPin) -> list[str]:
+    """A pinned tree's requirements at the lock's versions, excluded distributions dropped."""
+    return [
+        lock.pin(str(requirement))
+        for requirement in pack_requirements(pin)
+        if canonical(requirement.name) not in pins.EXCLUDED_DISTRIBUTIONS
+    ]
+
+
+def header(profile: pins.Profile, flash_attn_sha256: str | None = None) -> str:
+    lines = [
+        f"# steady-dancer lock, profile {profile.name}: Python {pins.PYTHON_VERSION}, {PLATFORM}.",
+        f"# Made by `{LOCK_COMMAND} --profile {profile.name}` (or `dagger call lock`); "
+        "do not edit by hand.",
+        *(f"{INPUT_LINE}{pin.name} @ {pin.commit}" for pin in sources()),
+        f"{FLASH_ATTN_DIGEST} {flash_attn_sha256 or ''}".rstrip(),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def input_files(profile: pins.Profile) -> dict[str, str]:
+    """The files a resolution reads, by their path relative to its working folder."""
+    return {
+        "roots.in": "\n".join(root_requirements(profile)) + "\n",
+        "constraints.txt": "\n".join(pins.constraints(profile)) + "\n",
+        "overrides.txt": "\n".join(pins.overrides()) + "\n",
+    }
+
+
+def compile_command(profile: pins.Profile, python: str, output: str) -> list[str]:
+    """The uv resolution, run in a folder holding input_files() and requirements/."""
+    index = (
+        ["--extra-index-url", profile.torch_index_url, "--index-strategy", "unsafe-best-match"]
+        if profile.torch_index_url
+        else []
+    )
+    return [
+        "uv",
+        "pip",
+        "compile",
+        "roots.in",
+        "--constraint",
+        "constraints.txt",
+        "--override",
+        "overrides.txt",
+        "--generate-hashes",
+        "--no-header",
+        "--quiet",
+        "--python-platform",
+        PLATFORM,
+        "--python-version",
+        TARGET_ENVIRONMENT["python_version"],
+        # chumpy's setup.py imports pip: its metadata is built in an environment that has it.
+        "--python",
+        python,
+        "--no-build-isolation-package",
+        pins.CHUMPY.name,
+        *index,
+        "--output-file",
+        output,
+    ]
+
+
+def resolve_locally(profile: pins.Profile, uv: str) -> str:
+    """Resolve the profile's lock against the indexes reachable from here."""
+    with tempfile.TemporaryDirectory(prefix="steadydancer-lock-") as tmp:
+        work = Path(tmp)
+        for name, text in input_files(profile).items():
+            (work / name).write_text(text)
+        shutil.copytree(REQUIREMENTS_DIR, work / "requirements")
+        for pin in sources():
+            pack_requirements(pin)  # fails early on a copy taken at another commit
+        env_dir = work / "build-env"
+        subprocess.run(
+            [
+                uv,
+                "venv",
+                "--quiet",
+                "--seed",
+                "--python",
+                TARGET_ENVIRONMENT["python_version"],
+                str(env_dir),
+            ],
+            check=True,
+        )
+        python = str(env_dir / "bin" / "python")
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", python, pins.SETUPTOOLS.requirement],
+            check=True,
+        )
+        command = compile_command(profile, python, "lock.txt")
+        command[0] = uv
+        subprocess.run(command, cwd=work, check=True)
+        body = (work / "lock.txt").read_text()
+    current = load(profile.name)
+    return header(profile, current.flash_attn_sha256 if current else None) + body
+
+
+def find_uv() -> str | None:
+    """The uv of the dev extra (the `uv` package), else one on PATH."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        found = shutil.which("uv")
+        return str(Path(found).resolve()) if found else None
+    return str(find_uv_bin())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=pins.DEFAULT_PROFILE, choices=sorted(pins.PROFILES))
+    parser.add_argument(
+        "--check", action="store_true", help="fail if the committed lock differs from a fresh one"
+    )
+    args = parser.parse_args(argv)
+    profile = pins.PROFILES[args.profile]
+    uv = find_uv()
+    if uv is None:
+        print("error: uv is not installed (pip install -e '.[dev]')", file=sys.stderr)
+        return 2
+    try:
+        fresh = resolve_locally(profile, uv)
+    except (LockError, subprocess.CalledProcessError) as exc:
+        print(f"error: cannot resolve the {profile.name} lock: {exc}", file=sys.stderr)
+        return 1
+    path = lock_path(profile.name)
+    if args.check:
+        if not path.is_file() or path.read_text() != fresh:
+            print(
+                f"{path} is not current: run `{LOCK_COMMAND} --profile {profile.name}`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{path} is current")
+        return 0
+    path.write_text(fresh)
+    print(f"wrote {path} ({len(Lock.parse(profile.name, fresh).versions)} packages)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

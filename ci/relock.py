@@ -1,0 +1,68 @@
+"""The lock resolved on the engine: requirements read from the pinned git trees, any index.
+
+`dagger call lock --profile cu121 export --path ci/locks` writes the lock and the
+requirement copies it was made from; the flash-attn release wheel's sha256 is
+recorded in the lock's header.
+"""
+
+from __future__ import annotations
+
+import dagger
+from dagger import dag
+
+from ci import caches, pins
+from ci import lock as locks
+from ci.layers.attention import flash_attn_wheel_name, flash_attn_wheel_url
+from ci.layers.comfyui import tree
+from ci.layers.models import FETCH_IMAGE
+
+WORK = "/lock"
+BUILD_ENV = "/build-env"
+
+
+def resolver(profile: pins.Profile) -> dagger.Container:
+    inputs = dag.directory()
+    for name, text in locks.input_files(profile).items():
+        inputs = inputs.with_new_file(name, text)
+    for pin in locks.sources():
+        inputs = inputs.with_file(
+            f"requirements/{pin.name}.txt", tree(pin).file("requirements.txt")
+        )
+    ctr = caches.with_uv_cache(dag.container().from_(FETCH_IMAGE))
+    return (
+        ctr.with_exec(["uv", "venv", "--seed", "--python", "3.11", BUILD_ENV])
+        .with_exec(
+            [
+                "uv",
+                "pip",
+                "install",
+                "--python",
+                f"{BUILD_ENV}/bin/python",
+                pins.SETUPTOOLS.requirement,
+            ]
+        )
+        .with_directory(WORK, inputs)
+        .with_workdir(WORK)
+        .with_exec(locks.compile_command(profile, f"{BUILD_ENV}/bin/python", "lock.txt"))
+    )
+
+
+def wheel_digest(profile: pins.Profile) -> dagger.Container:
+    name = flash_attn_wheel_name(profile)
+    wheel = dag.http(flash_attn_wheel_url(profile), name=name)
+    return (
+        dag.container()
+        .from_(FETCH_IMAGE)
+        .with_file(f"/wheel/{name}", wheel)
+        .with_exec(["sha256sum", f"/wheel/{name}"])
+    )
+
+
+async def lock_directory(profile: pins.Profile) -> dagger.Directory:
+    body = await resolver(profile).file(f"{WORK}/lock.txt").contents()
+    digest = (await wheel_digest(profile).stdout()).split()[0]
+    out = dag.directory().with_new_file(f"{profile.name}.txt", locks.header(profile, digest) + body)
+    for pin in locks.sources():
+        text = await tree(pin).file("requirements.txt").contents()
+        out = out.with_new_file(f"requirements/{pin.name}.txt", locks.requirements_copy(pin, text))
+    return out
