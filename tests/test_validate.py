@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from ci import compat, pins
+from ci import compat, pins, validate
 from ci import lock as locks
-from ci import validate
 from tests.dagger_offline import REPO
 
 PROFILE = pins.PROFILES["cu124"]
