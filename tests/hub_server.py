@@ -1,16 +1,22 @@
-"""A local server that answers like the Hugging Face Hub's file endpoint, for the fetcher's tests.
+"""A local server that answers like the Hugging Face Hub, with faults to inject, for fetcher tests.
 
-It speaks the part of the protocol huggingface_hub's hf_hub_download uses:
-HEAD and GET on /{repo}/resolve/{revision}/{path}, with X-Repo-Commit, ETag
-(the sha256 of the file, as the Hub sends for LFS files) and Content-Length,
-and the Hub's X-Error-Code values for missing repositories, files and gated
-repositories.
+It speaks what huggingface_hub and the fetcher use of the Hub's protocol:
+- HEAD and GET /{repo}/resolve/{revision}/{path}: a 302 to a CDN address with
+  X-Repo-Commit, X-Linked-Size and X-Linked-Etag (the file's sha256), as the Hub
+  answers for LFS files; the Hub's X-Error-Code values for missing repositories,
+  revisions and files, and for gated repositories;
+- GET /cdn/{sha256}: the bytes, honouring `Range: bytes=N-` with 206;
+- GET /api/models/{repo}: the repository's `gated` setting.
+Faults are set per file path: HTTP errors to answer first, a connection cut
+after N bytes, wrong bytes, a stall before the first byte.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,8 +28,17 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 @dataclass
 class Hub:
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)
-    gated: set[str] = field(default_factory=set)
-    requests: list[tuple[str, str]] = field(default_factory=list)
+    gated: dict[str, str] = field(default_factory=dict)
+    """repo -> "manual"/"auto": gated; with `locked` also set, access is refused."""
+    locked: set[str] = field(default_factory=set)
+    errors: dict[str, list[int]] = field(default_factory=dict)
+    cut_after: dict[str, int] = field(default_factory=dict)
+    corrupt: dict[str, bytes] = field(default_factory=dict)
+    stall: dict[str, float] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    """(method, path, headers with lower-case names) of every request."""
+    sent: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, repo: str, path: str, content: bytes) -> str:
         self.files[(repo, path)] = content
@@ -31,7 +46,16 @@ class Hub:
 
     @property
     def repos(self) -> set[str]:
-        return {repo for repo, _ in self.files} | self.gated
+        return {repo for repo, _ in self.files} | set(self.gated)
+
+    def by_digest(self, digest: str) -> tuple[str, bytes] | None:
+        for (_, path), content in self.files.items():
+            if hashlib.sha256(content).hexdigest() == digest:
+                return path, content
+        return None
+
+    def count(self, method: str, fragment: str) -> int:
+        return sum(1 for m, p, _ in self.requests if m == method and fragment in p)
 
 
 @contextmanager
@@ -39,44 +63,103 @@ def serve(hub: Hub) -> Iterator[str]:
     """Serve `hub` on 127.0.0.1 until the block ends; yields the endpoint URL."""
 
     class Handler(BaseHTTPRequestHandler):
-        def _error(self, status: int, code: str) -> None:
-            self.send_response(status)
-            self.send_header("X-Error-Code", code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+        protocol_version = "HTTP/1.1"
 
-        def _answer(self, with_body: bool) -> None:
-            hub.requests.append((self.command, self.path))
-            repo, sep, rest = self.path.partition("/resolve/")
+        def _send(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _error(self, status: int, code: str) -> None:
+            self._send(status, {"X-Error-Code": code})
+
+        def _resolve(self, path: str) -> None:
+            repo, _, rest = path.partition("/resolve/")
             repo = repo.lstrip("/")
-            revision, _, path = rest.partition("/")
-            if not sep or repo not in hub.repos:
+            revision, _, file_path = rest.partition("/")
+            if repo not in hub.repos:
                 return self._error(401, "RepoNotFound")
-            if repo in hub.gated:
+            if repo in hub.locked:
                 return self._error(403, "GatedRepo")
-            if revision != "main":
+            if revision not in ("main", COMMIT):
                 return self._error(404, "RevisionNotFound")
-            content = hub.files.get((repo, path))
+            content = hub.files.get((repo, file_path))
             if content is None:
                 return self._error(404, "EntryNotFound")
-            self.send_response(200)
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("ETag", f'"{hashlib.sha256(content).hexdigest()}"')
-            self.send_header("Content-Length", str(len(content)))
+            digest = hashlib.sha256(content).hexdigest()
+            port = self.server.server_address[1]
+            self._send(
+                302,
+                {
+                    # Another host name, as the Hub's CDN is: clients stop there and keep the
+                    # metadata of this response, and must not forward the token.
+                    "Location": f"http://localhost:{port}/cdn/{digest}",
+                    "X-Repo-Commit": COMMIT,
+                    "X-Linked-Size": str(len(content)),
+                    "X-Linked-Etag": f'"{digest}"',
+                    "ETag": '"git-blob-id"',
+                },
+            )
+
+        def _cdn(self, digest: str) -> None:
+            found = hub.by_digest(digest)
+            if found is None:
+                return self._send(404, {})
+            path, content = found
+            with hub.lock:
+                queued = hub.errors.get(path, [])
+                status = queued.pop(0) if queued else None
+                cut = hub.cut_after.pop(path, None)
+                pause = hub.stall.pop(path, 0.0)
+            if status is not None:
+                return self._send(status, {})
+            body = hub.corrupt.get(path, content)
+            start = 0
+            if ranged := self.headers.get("Range"):
+                start = int(ranged.removeprefix("bytes=").split("-")[0])
+            part = body[start:]
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(part)))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             self.end_headers()
-            if with_body:
-                self.wfile.write(content)
+            time.sleep(pause)
+            if cut is not None:
+                part = part[:cut]
+                self.close_connection = True
+            self.wfile.write(part)
+            with hub.lock:
+                hub.sent[path] = hub.sent.get(path, 0) + len(part)
 
-        def do_HEAD(self) -> None:
-            self._answer(with_body=False)
+        def _api(self, repo: str) -> None:
+            if repo not in hub.repos:
+                return self._error(401, "RepoNotFound")
+            body = json.dumps({"id": repo, "gated": hub.gated.get(repo, False)}).encode()
+            self._send(200, {"Content-Type": "application/json"}, body)
 
-        def do_GET(self) -> None:
-            self._answer(with_body=True)
+        def _answer(self) -> None:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            hub.requests.append((self.command, self.path, headers))
+            if self.path.startswith("/cdn/"):
+                return self._cdn(self.path.removeprefix("/cdn/"))
+            if self.path.startswith("/api/models/"):
+                return self._api(self.path.removeprefix("/api/models/").split("/revision/")[0])
+            if "/resolve/" in self.path:
+                return self._resolve(self.path)
+            self._send(404, {})
+
+        do_HEAD = _answer
+        do_GET = _answer
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
