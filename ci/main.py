@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import dagger
-from dagger import Doc, function, object_type
+from dagger import Doc, dag, function, object_type
 from dagger.mod._exceptions import FunctionError
 from steadydancer import catalog
 
@@ -20,7 +21,7 @@ from ci.layers.attention import AttentionPlan, AttentionUnavailable, EngineProbe
 from ci.lock import LockError
 from ci.options import BuildOptions, InputError
 
-Variant = Annotated[str, Doc("model variant: fp8 (default) or fp16")]
+Variant = Annotated[str, Doc("model variant: fp8 (default), fp16, gguf-q5_k_m or gguf-q6_k")]
 Profile = Annotated[str, Doc("CUDA profile: cu124 (default, CUDA 12.4.1) or cu121 (CUDA 12.1.1)")]
 Attention = Annotated[
     str, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
@@ -138,6 +139,29 @@ class SteadyDancer:
                 profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
             )
             return image.nodes_layer(options.profile, await _plan(options))
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def check_models(
+        self, variant: Variant = catalog.DEFAULT_VARIANT, hf_token: HfToken = None
+    ) -> str:
+        """Ask the Hub, without downloading, whether each file of a variant is readable."""
+        with reported():
+            files = catalog.files_for(BuildOptions.parse(variant_name=variant).variant)
+        try:
+            return await models_layer.check(files, hf_token, str(time.time_ns())).stdout()
+        except dagger.ExecError as exc:
+            raise FunctionError(f"{exc.stdout}\n{exc.stderr}".strip()) from None
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def lock_models(self, hf_token: HfToken = None) -> dagger.File:
+        """Pin every catalog file to its Hub commit with size and sha256: a new catalog.json."""
+        container = models_layer.check(catalog.all_files(), hf_token, str(time.time_ns()))
+        try:
+            report = await container.file(models_layer.REPORT).contents()
+        except dagger.ExecError as exc:
+            raise FunctionError(f"{exc.stdout}\n{exc.stderr}".strip()) from None
+        text = catalog.locked(json.loads(report))
+        return dag.directory().with_new_file("catalog.json", text).file("catalog.json")
 
     @function
     def models(

@@ -24,8 +24,16 @@ def call(function: str, **inputs: object):
 @pytest.mark.parametrize(
     ("function", "inputs", "message"),
     [
-        ("build", {"variant": "fp32"}, "unknown variant 'fp32'; accepted: fp16, fp8"),
-        ("models", {"variant": "q4"}, "unknown variant 'q4'; accepted: fp16, fp8"),
+        (
+            "build",
+            {"variant": "fp32"},
+            "unknown variant 'fp32'; accepted: fp16, fp8, gguf-q5_k_m, gguf-q6_k",
+        ),
+        (
+            "models",
+            {"variant": "q4"},
+            "unknown variant 'q4'; accepted: fp16, fp8, gguf-q5_k_m, gguf-q6_k",
+        ),
         ("base", {"profile": "cu118"}, "unknown profile 'cu118'; accepted: cu121, cu124"),
         ("doctor", {"profile": "cu130"}, "unknown profile 'cu130'; accepted: cu121, cu124"),
         (
@@ -58,4 +66,7 @@ def test_plan_command_rejects_an_unknown_variant_without_a_traceback() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown variant 'fp32'; accepted: fp16, fp8"
+    assert (
+        result.stderr.strip()
+        == "error: unknown variant 'fp32'; accepted: fp16, fp8, gguf-q5_k_m, gguf-q6_k"
+    )

@@ -212,7 +212,7 @@ def test_gated_and_missing_files_are_all_named_before_any_download(tmp_path: Pat
     hub = Hub(gated={"Wan-AI/Wan2.2-Animate-14B": "manual"}, locked={"Wan-AI/Wan2.2-Animate-14B"})
     entries = three_files(hub)
     entries += [
-        catalog.YOLOV10M.to_manifest(),
+        catalog.FILES["yolov10m"].to_manifest(),
         entry("Kijai/WanVideo_comfy", "SteadyDancer-14B-pruned.safetensors", "diffusion_models"),
         entry("kijai/SteadyDancer-14B-pruned", "model.safetensors", "diffusion_models"),
     ]

@@ -16,6 +16,8 @@ from tests.dagger_offline import fields, render
 
 FUNCTIONS = {
     "validate",
+    "check_models",
+    "lock_models",
     "lock",
     "base",
     "torch",

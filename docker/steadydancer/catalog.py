@@ -1,14 +1,20 @@
 """The model files each variant needs, where they come from and where ComfyUI finds them.
 
-Read by the build (to fetch and bake the models) and, inside the image, at boot.
-Sizes and digests are recorded only where they were read from the Hub's file pages.
+The data is catalog.json beside this file, read by the build (to fetch and bake the
+models) and inside the image at boot. Sizes and sha256 digests are recorded only
+where they were read from the Hub's pages or pinned downloads; `source` says which.
+`lock_models` pins every revision to a commit and fills in sizes and digests.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 HUB = "https://huggingface.co"
+CATALOG_FILE = Path(__file__).with_name("catalog.json")
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,8 @@ class ModelFile:
     revision: str = "main"
     size: int | None = None
     sha256: str | None = None
+    key: str = ""
+    source: str = ""
 
     @property
     def filename(self) -> str:
@@ -36,59 +44,46 @@ class ModelFile:
         return f"{HUB}/{self.repo}/blob/{self.revision}/{self.path}"
 
     def to_manifest(self) -> dict[str, object]:
-        return {**asdict(self), "target": self.target}
+        """What the fetcher needs of the entry."""
+        return {
+            "repo": self.repo,
+            "path": self.path,
+            "revision": self.revision,
+            "size": self.size,
+            "sha256": self.sha256,
+            "target": self.target,
+        }
 
 
-WAN_VAE = ModelFile("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae/wanvideo")
-UMT5_BF16 = ModelFile("Kijai/WanVideo_comfy", "umt5-xxl-enc-bf16.safetensors", "text_encoders")
-CLIP_VISION_H = ModelFile(
-    "Comfy-Org/Wan_2.1_ComfyUI_repackaged",
-    "split_files/clip_vision/clip_vision_h.safetensors",
-    "clip_vision",
-)
-LIGHTX2V_LORA = ModelFile(
-    "Kijai/WanVideo_comfy",
-    "Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
-    "loras/WanVideo/Lightx2v",
-)
-YOLOV10M = ModelFile(
-    "Wan-AI/Wan2.2-Animate-14B", "process_checkpoint/det/yolov10m.onnx", "detection/onnx"
-)
-# ViTPose-H keeps its weights in a side file that must sit beside the .onnx.
-VITPOSE_H = ModelFile(
-    "Kijai/vitpose_comfy", "onnx/vitpose_h_wholebody_model.onnx", "detection/onnx", size=420_252
-)
-VITPOSE_H_DATA = ModelFile(
-    "Kijai/vitpose_comfy",
-    "onnx/vitpose_h_wholebody_data.bin",
-    "detection/onnx",
-    size=2_548_958_740,
-)
-SHARED = (WAN_VAE, UMT5_BF16, CLIP_VISION_H, LIGHTX2V_LORA, YOLOV10M, VITPOSE_H, VITPOSE_H_DATA)
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    files: tuple[ModelFile, ...]
 
-STEADYDANCER_FOLDER = "diffusion_models/WanVideo/SteadyDancer"
+    @property
+    def recorded_size(self) -> int:
+        return sum(entry.size or 0 for entry in self.files)
 
+    @property
+    def unsized(self) -> tuple[ModelFile, ...]:
+        return tuple(entry for entry in self.files if entry.size is None)
+
+
+def load(path: Path = CATALOG_FILE) -> tuple[dict[str, ModelFile], dict[str, Variant], str]:
+    data = json.loads(path.read_text())
+    files = {key: ModelFile(key=key, **entry) for key, entry in data["files"].items()}
+    variants = {
+        name: Variant(name, spec["description"], tuple(files[key] for key in spec["files"]))
+        for name, spec in data["variants"].items()
+    }
+    return files, variants, data["default_variant"]
+
+
+FILES, CATALOG_VARIANTS, DEFAULT_VARIANT = load()
 VARIANTS: dict[str, tuple[ModelFile, ...]] = {
-    "fp8": (
-        ModelFile(
-            "Kijai/WanVideo_comfy_fp8_scaled",
-            "SteadyDancer/Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors",
-            STEADYDANCER_FOLDER,
-            size=16_410_198_058,
-            sha256="4c712f84c994b4ead830d145c501e1065c75534a6bdb312dd695f907956ea97f",
-        ),
-        *SHARED,
-    ),
-    "fp16": (
-        ModelFile(
-            "Kijai/WanVideo_comfy",
-            "SteadyDancer/Wan21_I2V_SteadyDancer_fp16.safetensors",
-            STEADYDANCER_FOLDER,
-        ),
-        *SHARED,
-    ),
+    name: variant.files for name, variant in CATALOG_VARIANTS.items()
 }
-DEFAULT_VARIANT = "fp8"
 
 
 def files_for(variant: str) -> tuple[ModelFile, ...]:
@@ -98,3 +93,24 @@ def files_for(variant: str) -> tuple[ModelFile, ...]:
     except KeyError:
         known = ", ".join(sorted(VARIANTS))
         raise ValueError(f"unknown variant {variant!r}; choose one of: {known}") from None
+
+
+def all_files() -> tuple[ModelFile, ...]:
+    return tuple(FILES.values())
+
+
+def locked(report: list[dict[str, Any]], path: Path = CATALOG_FILE) -> str:
+    """The catalog with each checked file's revision pinned to its commit, size and sha256 filled.
+
+    `report` is what `fetch_models.py --check --report` writes, one row per file.
+    """
+    data = json.loads(path.read_text())
+    by_location = {(row["repo"], row["path"]): row for row in report if row.get("commit")}
+    for entry in data["files"].values():
+        row = by_location.get((entry["repo"], entry["path"]))
+        if row is None:
+            continue
+        entry["revision"] = row["commit"]
+        entry["size"] = row["remote_size"]
+        entry["sha256"] = row.get("remote_sha256") or entry.get("sha256")
+    return json.dumps(data, indent=2) + "\n"

@@ -1,0 +1,114 @@
+"""The model catalog: every variant complete, placed where the workflows look; lock_models."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from steadydancer import catalog
+
+from ci.layers import models as models_layer
+from tests.dagger_offline import execs, ops, render
+from tests.hub_server import COMMIT, Hub, serve
+from tests.test_fetch_models import run
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX40 = re.compile(r"^[0-9a-f]{40}$")
+FOLDERS = {"diffusion_models", "text_encoders", "vae", "clip_vision", "loras", "detection"}
+
+
+@pytest.mark.parametrize("variant", sorted(catalog.VARIANTS))
+def test_each_variant_has_one_of_each_model_the_workflow_loads(variant: str) -> None:
+    files = catalog.files_for(variant)
+    assert {entry.target.split("/")[0] for entry in files} == FOLDERS
+    assert len({entry.target for entry in files}) == len(files)
+    targets = {entry.target for entry in files}
+    # ViTPose-H's weights live in a side file the .onnx loads from its own folder.
+    assert {
+        "detection/onnx/vitpose_h_wholebody_model.onnx",
+        "detection/onnx/vitpose_h_wholebody_data.bin",
+        "detection/onnx/yolov10m.onnx",
+    } <= targets
+    assert files[0].target.startswith("diffusion_models/WanVideo/SteadyDancer/")
+
+
+def test_recorded_facts_are_well_formed_and_sourced() -> None:
+    for entry in catalog.all_files():
+        assert entry.source, entry.key
+        assert entry.sha256 is None or HEX64.match(entry.sha256), entry.key
+        assert entry.revision == "main" or HEX40.match(entry.revision), entry.key
+        assert (entry.size is None) == (entry.sha256 is None) or entry.key == "steadydancer-fp16"
+    assert "kijai/SteadyDancer-14B-pruned" not in {entry.repo for entry in catalog.all_files()}
+
+
+def test_the_fp8_variant_is_fully_recorded_and_smaller_than_fp16() -> None:
+    fp8 = catalog.CATALOG_VARIANTS["fp8"]
+    assert fp8.unsized == ()
+    assert fp8.recorded_size == 28_008_601_599
+    assert "umt5-xxl-enc-fp8_e4m3fn.safetensors" in {entry.filename for entry in fp8.files}
+
+
+def test_models_are_fetched_through_the_cache_volume() -> None:
+    tree = models_layer.models("fp8")
+    (fetch,) = [args for args in execs(tree) if "--dest" in args]
+    assert fetch[fetch.index("--cache-dir") + 1] == "/cache/huggingface/steadydancer"
+    assert ("withMountedCache", "/cache/huggingface") in [(n, a.get("path")) for n, a in ops(tree)]
+
+
+def test_check_models_asks_afresh_and_renders_to_valid_graphql() -> None:
+    first = models_layer.check(catalog.files_for("fp8"), None, "1")
+    second = models_layer.check(catalog.files_for("fp8"), None, "2")
+    assert execs(first)[-1][-3:] == ["--check", "--report", models_layer.REPORT]
+    assert ops(first) != ops(second)  # a new run id: the engine cannot answer from cache
+    assert render(first)[-1].startswith("{\n  container {")
+
+
+def test_lock_models_pins_revisions_sizes_and_digests(tmp_path: Path) -> None:
+    """The report of a real --check run against the local Hub becomes a locked catalog."""
+    hub = Hub()
+    content = b"vae weights"
+    digest = hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    source = tmp_path / "catalog.json"
+    source.write_text(
+        json.dumps(
+            {
+                "default_variant": "v",
+                "files": {
+                    "vae": {
+                        "repo": "Kijai/WanVideo_comfy",
+                        "path": "Wan2_1_VAE_bf16.safetensors",
+                        "revision": "main",
+                        "folder": "vae/wanvideo",
+                        "size": None,
+                        "sha256": None,
+                        "source": "test",
+                    }
+                },
+                "variants": {"v": {"description": "d", "files": ["vae"]}},
+            }
+        )
+    )
+    _, variants, _ = catalog.load(source)
+    report = tmp_path / "report.json"
+    with serve(hub) as endpoint:
+        result = run(
+            endpoint,
+            tmp_path,
+            [entry.to_manifest() for entry in variants["v"].files],
+            "--check",
+            "--report",
+            str(report),
+        )
+    assert result.returncode == 0, result.stderr
+    locked = json.loads(catalog.locked(json.loads(report.read_text()), source))
+    assert locked["files"]["vae"] == {
+        "repo": "Kijai/WanVideo_comfy",
+        "path": "Wan2_1_VAE_bf16.safetensors",
+        "revision": COMMIT,
+        "folder": "vae/wanvideo",
+        "size": len(content),
+        "sha256": digest,
+        "source": "test",
+    }
