@@ -8,7 +8,8 @@ It speaks what huggingface_hub and the fetcher use of the Hub's protocol:
 - GET /cdn/{sha256}: the bytes, honouring `Range: bytes=N-` with 206;
 - GET /api/models/{repo}: the repository's `gated` setting.
 Faults are set per file path: HTTP errors to answer first, a connection cut
-after N bytes, wrong bytes, a stall before the first byte.
+after N bytes, wrong bytes, a stall before the first byte; `rate` caps each
+connection's throughput.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Hub:
     cut_after: dict[str, int] = field(default_factory=dict)
     corrupt: dict[str, bytes] = field(default_factory=dict)
     stall: dict[str, float] = field(default_factory=dict)
+    rate: float | None = None
+    """Bytes per second each CDN connection is held to, as the Hub's CDN holds each one."""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     """(method, path, headers with lower-case names) of every request."""
     sent: dict[str, int] = field(default_factory=dict)
@@ -131,9 +134,15 @@ def serve(hub: Hub) -> Iterator[str]:
             if cut is not None:
                 part = part[:cut]
                 self.close_connection = True
-            self.wfile.write(part)
-            with hub.lock:
-                hub.sent[path] = hub.sent.get(path, 0) + len(part)
+            started = time.monotonic()
+            for offset in range(0, len(part), 1 << 20):
+                piece = part[offset : offset + (1 << 20)]
+                self.wfile.write(piece)
+                with hub.lock:
+                    hub.sent[path] = hub.sent.get(path, 0) + len(piece)
+                if hub.rate:
+                    ahead = (offset + len(piece)) / hub.rate - (time.monotonic() - started)
+                    time.sleep(max(ahead, 0))
 
         def _api(self, repo: str) -> None:
             if repo not in hub.repos:

@@ -328,3 +328,61 @@ def test_bad_arguments_are_refused(tmp_path: Path, jobs: str) -> None:
     with serve(Hub()) as endpoint:
         result = run(endpoint, tmp_path, [entry("a/b", "c", "d")], "--jobs", jobs)
     assert result.returncode == 2 and "--jobs must be at least 1" in result.stderr
+
+
+@pytest.mark.network
+def test_the_fetcher_also_runs_with_the_images_huggingface_hub(tmp_path: Path) -> None:
+    """At boot the fetcher runs on the image's huggingface_hub (the lock's), not the build's."""
+    from ci import lock as locks
+    from ci.lock import find_uv
+
+    lock = locks.load("cu124")
+    assert lock is not None
+    uv = find_uv()
+    assert uv is not None
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    pinned = f"huggingface-hub=={lock.versions['huggingface-hub']}"
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), pinned],
+        check=True,
+    )
+    hub = Hub(gated={"Wan-AI/Wan2.2-Animate-14B": "manual"}, locked={"Wan-AI/Wan2.2-Animate-14B"})
+    entries = three_files(hub)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(entries))
+    env = {**os.environ, "HF_ENDPOINT": "", "HF_TOKEN": ""}
+    with serve(hub) as endpoint:
+        env["HF_ENDPOINT"] = endpoint
+        fetched = subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                str(FETCHER),
+                "--manifest",
+                str(manifest),
+                "--dest",
+                str(tmp_path / "models"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+        manifest.write_text(json.dumps([catalog.FILES["yolov10m"].to_manifest()]))
+        gated = subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                str(FETCHER),
+                "--manifest",
+                str(manifest),
+                "--dest",
+                str(tmp_path / "models"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+    assert fetched.returncode == 0, fetched.stderr
+    assert hub.count("GET", "/cdn/") == 3
+    assert gated.returncode == 1 and "Wan-AI/Wan2.2-Animate-14B is gated" in gated.stderr
