@@ -1,0 +1,463 @@
+"""Smoke-test a ComfyUI server: ready, the workflow accepted, a real video out and verified.
+
+Usage:
+  python -m steadydancer.smoke --url URL [--workflow steadydancer-pose] [--tier generate]
+      [--variant fp8] [--attention flash_attn_2] [--set NAME=VALUE]... [--out DIR]
+
+Works against the Dagger service of the smoke test, a local container or a RunPod
+proxy URL. Image and video parameters left unset are generated (a reference image
+and a drawn pose video); set one to a local file path to upload that file instead.
+Writes DIR/report.json (timings per stage, GPU, attention branch, outputs) and
+the videos, also when the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from steadydancer import synthetic, workflows
+
+STEADYDANCER_NODES = (
+    "WanVideoModelLoader",
+    "WanVideoAddSteadyDancerEmbeds",
+    "PoseDetectionOneToAllAnimation",
+    "VHS_VideoCombine",
+)
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
+OOM_MARKERS = ("OutOfMemoryError", "out of memory", "CUDA error: out of memory")
+
+
+class SmokeError(Exception):
+    """A failed stage, with what the person running it should know."""
+
+    def __init__(self, stage: str, message: str, log_tail: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.message = message
+        self.log_tail = log_tail
+
+    def __str__(self) -> str:
+        text = f"{self.stage}: {self.message}"
+        if self.log_tail:
+            text += f"\n--- last lines of the ComfyUI log ---\n{self.log_tail}"
+        return text
+
+
+@dataclass
+class VideoStats:
+    path: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+    distinct_frames: int
+
+
+@dataclass
+class Report:
+    url: str
+    workflow: str
+    tier: str
+    variant: str
+    attention: str | None
+    status: str = "running"
+    error: str | None = None
+    comfyui_version: str | None = None
+    device: dict[str, Any] | None = None
+    prompt_id: str | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Comfy:
+    """The parts of ComfyUI's HTTP API the smoke test speaks."""
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=True)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def log_tail(self, lines: int = 30) -> str | None:
+        try:
+            response = self.http.get("/internal/logs", timeout=10)
+            text = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        if not isinstance(text, str):
+            return None
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+    def wait_ready(
+        self, deadline_s: float, nodes: set[str], sleep: Callable[[float], None] = time.sleep
+    ) -> tuple[dict[str, Any], set[str]]:
+        """Poll /system_stats, then check /object_info lists every node the test needs."""
+        started = time.monotonic()
+        last = "no answer yet"
+        while True:
+            try:
+                response = self.http.get("/system_stats", timeout=10)
+                if response.status_code == 200:
+                    stats = response.json()
+                    break
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - started > deadline_s:
+                raise SmokeError(
+                    "ready",
+                    f"{self.url} was not ready within {deadline_s:.0f} s (last: {last})",
+                    self.log_tail(),
+                )
+            sleep(2.0)
+        info = self.http.get("/object_info", timeout=120).json()
+        missing = sorted(nodes - set(info))
+        if missing:
+            raise SmokeError(
+                "ready",
+                f"node(s) {', '.join(missing)} missing from /object_info: their node pack failed "
+                "to import (look for IMPORT FAILED in the log)",
+                self.log_tail(),
+            )
+        return stats, set(info)
+
+    def upload(self, name: str, data: bytes, content_type: str) -> str:
+        response = self.http.post(
+            "/upload/image",
+            files={"image": (name, data, content_type)},
+            data={"overwrite": "true"},
+        )
+        if response.status_code != 200:
+            raise SmokeError(
+                "upload", f"uploading {name} failed: HTTP {response.status_code} {response.text}"
+            )
+        body = response.json()
+        return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else str(body["name"])
+
+    def queue(self, prompt: dict[str, Any]) -> str:
+        response = self.http.post("/prompt", json={"prompt": prompt, "client_id": uuid.uuid4().hex})
+        body = response.json()
+        errors = readable_node_errors(body.get("node_errors") or {}, prompt)
+        if response.status_code != 200 or errors:
+            error = body.get("error") or {}
+            headline = error.get("message") or f"HTTP {response.status_code}"
+            raise SmokeError(
+                "queue", "\n  ".join([f"ComfyUI rejected the workflow: {headline}", *errors])
+            )
+        return str(body["prompt_id"])
+
+    def history(self, prompt_id: str) -> dict[str, Any] | None:
+        response = self.http.get(f"/history/{prompt_id}")
+        body = response.json() if response.status_code == 200 else {}
+        entry = body.get(prompt_id)
+        return entry if isinstance(entry, dict) else None
+
+    def follow(
+        self,
+        prompt_id: str,
+        deadline_s: float,
+        sleep: Callable[[float], None] = time.sleep,
+        say: Callable[[str], None] = print,
+    ) -> dict[str, Any]:
+        """Wait for the prompt to finish; an execution error is raised with its node."""
+        started = time.monotonic()
+        reported = 0.0
+        while True:
+            entry = self.history(prompt_id)
+            status = (entry or {}).get("status") or {}
+            if entry is not None and status.get("completed") is not None:
+                if status.get("status_str") == "success":
+                    return entry
+                raise SmokeError("generate", execution_failure(status), self.log_tail())
+            elapsed = time.monotonic() - started
+            if elapsed > deadline_s:
+                raise SmokeError(
+                    "generate",
+                    f"prompt {prompt_id} did not finish within {deadline_s:.0f} s",
+                    self.log_tail(),
+                )
+            if elapsed - reported >= 15:
+                reported = elapsed
+                say(f"smoke: generating, {elapsed:.0f} s")
+            sleep(1.0)
+
+    def download(self, item: dict[str, Any], out: Path) -> Path:
+        params = {
+            "filename": item["filename"],
+            "subfolder": item.get("subfolder", ""),
+            "type": item.get("type", "output"),
+        }
+        response = self.http.get("/view", params=params, timeout=600)
+        if response.status_code != 200:
+            raise SmokeError(
+                "collect", f"/view of {item['filename']} answered HTTP {response.status_code}"
+            )
+        path = out / Path(item["filename"]).name
+        path.write_bytes(response.content)
+        return path
+
+
+def readable_node_errors(node_errors: dict[str, Any], prompt: dict[str, Any]) -> list[str]:
+    lines = []
+    for node_id, failure in sorted(node_errors.items()):
+        class_type = failure.get("class_type") or prompt.get(node_id, {}).get("class_type", "?")
+        for error in failure.get("errors", []):
+            text = f"node {node_id} ({class_type}): {error.get('message', '')}"
+            if error.get("details"):
+                text += f": {error['details']}"
+            if error.get("type") == "value_not_in_list" and "Loader" in class_type:
+                text += " (the model file is not in ComfyUI's models folder: fetch the models)"
+            lines.append(text)
+    return lines
+
+
+def execution_failure(status: dict[str, Any]) -> str:
+    for event, data in status.get("messages", []):
+        if event == "execution_error":
+            message = (
+                f"{data.get('exception_type')}: {str(data.get('exception_message', '')).strip()}"
+            )
+            where = f"node {data.get('node_id')} ({data.get('node_type')})"
+            if any(marker in message for marker in OOM_MARKERS):
+                return (
+                    f"out of memory in {where}: {message}; try fewer frames, a smaller size, "
+                    "or the fp8 or GGUF variant"
+                )
+            return f"{where} failed: {message}"
+        if event == "execution_interrupted":
+            node = f"{data.get('node_id')} ({data.get('node_type')})"
+            return f"the prompt was interrupted at node {node}"
+    return f"the prompt ended with status {status.get('status_str')!r}"
+
+
+def output_files(entry: dict[str, Any], nodes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every file the output nodes reported, whatever key holds it (images, gifs, videos)."""
+    files = []
+    for node in nodes or tuple(entry.get("outputs", {})):
+        produced = entry.get("outputs", {}).get(node, {})
+        for key in ("images", "gifs", "videos"):
+            files += [
+                item for item in produced.get(key, []) if item.get("type", "output") == "output"
+            ]
+    return files
+
+
+def verify_video(path: Path) -> VideoStats:
+    """Decode the whole video: frames, rate, size, duration, and that it is not one still frame."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            digests = set()
+            frames = 0
+            for frame in container.decode(stream):
+                frames += 1
+                digests.add(hashlib.sha256(bytes(frame.planes[0])).hexdigest())
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            width, height = stream.codec_context.width, stream.codec_context.height
+    except (av.FFmpegError, IndexError) as exc:
+        raise SmokeError("verify", f"{path.name} is not a readable video: {exc}") from None
+    stats = VideoStats(
+        str(path), frames, fps, width, height, frames / fps if fps else 0.0, len(digests)
+    )
+    if frames < 2:
+        raise SmokeError("verify", f"{path.name} has {frames} frame(s)")
+    if len(digests) < 2:
+        raise SmokeError("verify", f"all {frames} frames of {path.name} are identical")
+    return stats
+
+
+def media_inputs(
+    workflow: workflows.Workflow, values: dict[str, Any]
+) -> dict[str, tuple[str, bytes, str]]:
+    """The files to upload for image and video parameters: given paths, else generated ones."""
+
+    def setting(name: str, fallback: int) -> int:
+        parameter = workflow.parameters.get(name)
+        return int(values.get(name, parameter.default if parameter else fallback))
+
+    width, height = setting("width", 480), setting("height", 832)
+    frames, fps = setting("frames", 33), setting("fps", 16)
+    uploads = {}
+    for name, parameter in workflow.parameters.items():
+        if parameter.type not in ("image", "video"):
+            continue
+        given = values.get(name)
+        if given is not None:
+            path = Path(str(given))
+            if not path.is_file():
+                raise SmokeError("inputs", f"--set {name}={given}: no such file")
+            kind = "image/png" if parameter.type == "image" else "video/mp4"
+            uploads[name] = (path.name, path.read_bytes(), kind)
+        elif parameter.type == "image":
+            uploads[name] = (
+                "smoke-reference.png",
+                synthetic.reference_image(width, height),
+                "image/png",
+            )
+        else:
+            uploads[name] = (
+                "smoke-pose.mp4",
+                synthetic.pose_video(width, height, frames, fps),
+                "video/mp4",
+            )
+    return uploads
+
+
+def parse_sets(pairs: list[str], workflow: workflows.Workflow) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise SmokeError("inputs", f"--set {pair!r}: expected NAME=VALUE")
+        parameter = workflow.parameters.get(name)
+        if parameter is None:
+            raise SmokeError(
+                "inputs",
+                f"unknown parameter {name!r} for {workflow.name}; accepted: "
+                + ", ".join(sorted(workflow.parameters)),
+            )
+        try:
+            values[name] = (
+                int(raw)
+                if parameter.type == "int"
+                else float(raw)
+                if parameter.type == "float"
+                else raw
+            )
+        except ValueError:
+            raise SmokeError(
+                "inputs", f"--set {name}={raw}: {name} must be {parameter.type}"
+            ) from None
+    return values
+
+
+def run(
+    url: str,
+    workflow_name: str,
+    tier: str,
+    variant: str,
+    attention: str | None,
+    sets: list[str],
+    out: Path,
+    ready_timeout: float,
+    run_timeout: float,
+) -> Report:
+    report = Report(url, workflow_name, tier, variant, attention)
+    out.mkdir(parents=True, exist_ok=True)
+    comfy = Comfy(url)
+    clock = time.monotonic()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        report.timings_s[stage] = round(time.monotonic() - clock, 2)
+        clock = time.monotonic()
+
+    try:
+        try:
+            workflow = workflows.load(workflow_name)
+        except workflows.WorkflowError as exc:
+            raise SmokeError("inputs", str(exc)) from None
+        values = parse_sets(sets, workflow)
+        needed = set(STEADYDANCER_NODES) if tier == "boot" else workflow.class_types
+        stats, _ = comfy.wait_ready(ready_timeout, needed)
+        lap("ready")
+        report.comfyui_version = stats.get("system", {}).get("comfyui_version")
+        devices = stats.get("devices") or [{}]
+        report.device = devices[0]
+        if tier == "boot":
+            if devices[0].get("type") != "cuda":
+                raise SmokeError(
+                    "ready", f"ComfyUI runs on {devices[0].get('type')!r}, not a CUDA device"
+                )
+            report.status = "passed"
+            return report
+        for name, (filename, data, kind) in media_inputs(workflow, values).items():
+            values[name] = comfy.upload(filename, data, kind)
+        lap("upload")
+        try:
+            prompt = workflows.render(workflow, values, variant, attention)
+        except workflows.WorkflowError as exc:
+            raise SmokeError("inputs", str(exc)) from None
+        report.prompt_id = comfy.queue(prompt)
+        lap("queue")
+        entry = comfy.follow(report.prompt_id, run_timeout)
+        lap("generate")
+        files = output_files(entry, workflow.outputs)
+        if not files:
+            raise SmokeError(
+                "collect",
+                "the prompt succeeded but no output node reported a file",
+                comfy.log_tail(),
+            )
+        for item in files:
+            path = comfy.download(item, out)
+            record: dict[str, Any] = {"path": str(path), "bytes": path.stat().st_size}
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                record.update(asdict(verify_video(path)))
+            report.outputs.append(record)
+        if not any("frames" in record for record in report.outputs):
+            raise SmokeError(
+                "collect", f"no video among the outputs: {[r['path'] for r in report.outputs]}"
+            )
+        lap("collect")
+        report.status = "passed"
+        return report
+    except SmokeError as exc:
+        report.status = "failed"
+        report.error = str(exc)
+        raise
+    finally:
+        comfy.close()
+        (out / "report.json").write_text(json.dumps(asdict(report), indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"))
+    parser.add_argument("--workflow", default="steadydancer-pose")
+    parser.add_argument("--tier", choices=("boot", "generate"), default="generate")
+    parser.add_argument("--variant", default=os.environ.get("STEADYDANCER_VARIANT", "fp8"))
+    parser.add_argument("--attention", default=os.environ.get("STEADYDANCER_ATTENTION"))
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--out", type=Path, default=Path("smoke-out"))
+    parser.add_argument("--ready-timeout", type=float, default=900.0)
+    parser.add_argument("--run-timeout", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+    try:
+        report = run(
+            args.url,
+            args.workflow,
+            args.tier,
+            args.variant,
+            args.attention,
+            args.sets,
+            args.out,
+            args.ready_timeout,
+            args.run_timeout,
+        )
+    except SmokeError as exc:
+        print(f"smoke test failed at {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(asdict(report), indent=1))
+    print(f"smoke test passed: {len(report.outputs)} output(s) in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

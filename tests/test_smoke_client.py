@@ -1,0 +1,235 @@
+"""The smoke client against a real ComfyUI's recorded answers (replayed by tests/comfy_cassette.py).
+
+The recordings were made by running this client through a recording proxy in
+front of ComfyUI 0.8.0 with the four node packs at our pins, on CPU, with
+zero-byte model files of the catalog's names (README, "Recording ComfyUI"):
+cpu-smoke produced a real mp4; the SteadyDancer workflows were accepted and then
+failed at the first loader; a variant whose file was absent was rejected.
+Failures a CPU server cannot produce (out of memory, a missing node pack, a CUDA
+device) are injected by editing a copy of a real recording.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from steadydancer import smoke
+
+from tests.comfy_cassette import DATA, body_of, load, replaying
+
+
+def run(
+    url: str, out: Path, workflow: str = "cpu-smoke", tier: str = "generate", **kwargs: Any
+) -> smoke.Report:
+    return smoke.run(
+        url,
+        workflow,
+        tier,
+        kwargs.pop("variant", "fp8"),
+        kwargs.pop("attention", None),
+        kwargs.pop("sets", []),
+        out,
+        kwargs.pop("ready_timeout", 5.0),
+        kwargs.pop("run_timeout", 30.0),
+    )
+
+
+def test_cpu_smoke_downloads_and_verifies_a_real_video(tmp_path: Path) -> None:
+    with replaying(load("comfyui-cpu-smoke.json")) as (url, seen):
+        report = run(url, tmp_path)
+    assert report.status == "passed"
+    (video,) = report.outputs
+    assert (video["frames"], video["fps"], video["width"], video["height"]) == (8, 8.0, 64, 112)
+    assert video["distinct_frames"] == 8 and video["duration_s"] == 1.0
+    assert Path(video["path"]).name == "cpu_00002_.mp4"
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["status"] == "passed" and saved["comfyui_version"] == "0.8.0"
+    assert set(saved["timings_s"]) == {"ready", "upload", "queue", "generate", "collect"}
+    assert seen[:4] == [
+        "GET /system_stats",
+        "GET /object_info",
+        "POST /upload/image",
+        "POST /prompt",
+    ]
+    assert seen[-1] == "GET /view"
+
+
+def test_an_execution_error_names_the_node_and_shows_the_log(tmp_path: Path) -> None:
+    with replaying(load("comfyui-steadydancer-pose-placeholders.json")) as (url, _):
+        with pytest.raises(smoke.SmokeError) as raised:
+            run(url, tmp_path, "steadydancer-pose", sets=["frames=9"])
+    error = raised.value
+    assert error.stage == "generate"
+    assert error.message == (
+        "node 10 (WanVideoVAELoader) failed: safetensors._safetensors_rust.SafetensorError: "
+        "Error while deserializing header: header too small"
+    )
+    assert error.log_tail and "!!! Exception during processing !!!" in error.log_tail
+    assert json.loads((tmp_path / "report.json").read_text())["status"] == "failed"
+
+
+def test_a_missing_model_file_is_named_with_its_folder(tmp_path: Path) -> None:
+    with replaying(load("comfyui-steadydancer-pose-missing-model.json")) as (url, _):
+        with pytest.raises(smoke.SmokeError) as raised:
+            run(url, tmp_path, "steadydancer-pose", variant="gguf-q6_k", sets=["frames=9"])
+    assert raised.value.stage == "queue"
+    assert "node 16 (WanVideoModelLoader): Value not in list: model: " in raised.value.message
+    assert "Q6_K_fix_5d_tensor_from_fp8_e4m3fn_scaled_KJ.gguf" in raised.value.message
+    assert "the model file is not in ComfyUI's models folder" in raised.value.message
+
+
+def test_the_dance_workflow_was_accepted_by_the_real_server() -> None:
+    cassette = load("comfyui-steadydancer-dance-placeholders.json")
+    (accepted,) = cassette["POST /prompt"]
+    assert accepted["status"] == 200 and accepted["json"]["node_errors"] == {}
+    (pose_accepted,) = load("comfyui-steadydancer-pose-placeholders.json")["POST /prompt"]
+    assert pose_accepted["status"] == 200 and pose_accepted["json"]["node_errors"] == {}
+
+
+def test_a_server_that_never_answers_fails_at_the_deadline(tmp_path: Path) -> None:
+    with replaying({}) as (url, seen):
+        with pytest.raises(smoke.SmokeError) as raised:
+            run(url, tmp_path, ready_timeout=1.0)
+    assert raised.value.stage == "ready"
+    assert raised.value.message.startswith(f"{url} was not ready within 1 s (last: HTTP 404)")
+    assert seen.count("GET /system_stats") >= 1
+
+
+def without_node(cassette: dict[str, Any], node: str) -> dict[str, Any]:
+    info = json.loads(body_of(cassette["GET /object_info"][0]))
+    info.pop(node)
+    changed = copy.deepcopy(cassette)
+    changed["GET /object_info"] = [
+        {"status": 200, "headers": {"Content-Type": "application/json"}, "json": info}
+    ]
+    return changed
+
+
+def test_a_node_pack_that_failed_to_import_is_named(tmp_path: Path) -> None:
+    cassette = without_node(
+        load("comfyui-steadydancer-pose-placeholders.json"), "WanVideoAddSteadyDancerEmbeds"
+    )
+    with replaying(cassette) as (url, _):
+        with pytest.raises(smoke.SmokeError) as raised:
+            run(url, tmp_path, "steadydancer-pose", tier="boot")
+    assert raised.value.message.startswith(
+        "node(s) WanVideoAddSteadyDancerEmbeds missing from /object_info: "
+        "their node pack failed to import"
+    )
+    assert raised.value.log_tail is not None
+
+
+def with_device(cassette: dict[str, Any], kind: str) -> dict[str, Any]:
+    changed = copy.deepcopy(cassette)
+    stats = changed["GET /system_stats"][0]["json"]
+    stats["devices"][0].update({"type": kind, "name": "cuda:0 NVIDIA H200 : cudaMallocAsync"})
+    return changed
+
+
+def test_boot_tier_needs_a_cuda_device_and_the_steadydancer_nodes(tmp_path: Path) -> None:
+    recorded = load("comfyui-steadydancer-pose-placeholders.json")
+    with replaying(recorded) as (url, _):
+        with pytest.raises(smoke.SmokeError, match="ComfyUI runs on 'cpu', not a CUDA device"):
+            run(url, tmp_path, "steadydancer-pose", tier="boot")
+    with replaying(with_device(recorded, "cuda")) as (url, seen):
+        report = run(url, tmp_path, "steadydancer-pose", tier="boot")
+    assert report.status == "passed" and report.device and report.device["type"] == "cuda"
+    assert "POST /prompt" not in seen
+
+
+def test_out_of_memory_says_what_to_lower(tmp_path: Path) -> None:
+    cassette = copy.deepcopy(load("comfyui-steadydancer-pose-placeholders.json"))
+    final = cassette["GET /history/{prompt_id}"][-1]["json"]
+    status = next(iter(final.values()))["status"]
+    for event, data in status["messages"]:
+        if event == "execution_error":
+            data.update(
+                node_id="20",
+                node_type="WanVideoSampler",
+                exception_type="torch.OutOfMemoryError",
+                exception_message="CUDA out of memory. Tried to allocate 20.00 GiB.",
+            )
+    with replaying(cassette) as (url, _):
+        with pytest.raises(smoke.SmokeError) as raised:
+            run(url, tmp_path, "steadydancer-pose", sets=["frames=9"])
+    assert raised.value.message.startswith("out of memory in node 20 (WanVideoSampler)")
+    assert "try fewer frames, a smaller size, or the fp8 or GGUF variant" in raised.value.message
+
+
+def test_a_prompt_that_produced_nothing_is_a_failure(tmp_path: Path) -> None:
+    cassette = copy.deepcopy(load("comfyui-cpu-smoke.json"))
+    for entry in cassette["GET /history/{prompt_id}"]:
+        for history in entry["json"].values():
+            history["outputs"] = {}
+    with replaying(cassette) as (url, _):
+        with pytest.raises(smoke.SmokeError, match="no output node reported a file"):
+            run(url, tmp_path)
+
+
+def still_video(frames: int = 8) -> bytes:
+    import av
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(8))
+        stream.width, stream.height, stream.pix_fmt = 64, 112, "yuv420p"
+        for _ in range(frames):
+            for packet in stream.encode(
+                av.VideoFrame.from_image(Image.new("RGB", (64, 112), (9, 9, 9)))
+            ):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def test_a_video_of_one_still_frame_is_refused(tmp_path: Path) -> None:
+    import base64
+
+    cassette = copy.deepcopy(load("comfyui-cpu-smoke.json"))
+    cassette["GET /view"] = [
+        {"status": 200, "headers": {}, "base64": base64.b64encode(still_video()).decode()}
+    ]
+    with replaying(cassette) as (url, _):
+        with pytest.raises(
+            smoke.SmokeError, match=r"all 8 frames of cpu_00002_\.mp4 are identical"
+        ):
+            run(url, tmp_path)
+
+
+def test_unknown_parameters_are_refused_by_name(tmp_path: Path) -> None:
+    with replaying(load("comfyui-cpu-smoke.json")) as (url, seen):
+        with pytest.raises(
+            smoke.SmokeError,
+            match=r"unknown parameter 'resolution' for cpu-smoke; accepted: fps, frames, height",
+        ):
+            run(url, tmp_path, sets=["resolution=720"])
+        with pytest.raises(smoke.SmokeError, match="unknown workflow 'dance'"):
+            run(url, tmp_path, "dance")
+    assert seen == []
+
+
+def test_the_command_line_prints_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with replaying(load("comfyui-cpu-smoke.json")) as (url, _):
+        code = smoke.main(["--url", url, "--workflow", "cpu-smoke", "--out", str(tmp_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert '"status": "passed"' in printed and "smoke test passed: 1 output(s)" in printed
+
+
+def test_recordings_are_real_answers() -> None:
+    """The recordings hold what the real server said, not hand-written answers."""
+    cassette = load("comfyui-cpu-smoke.json")
+    stats = cassette["GET /system_stats"][0]["json"]
+    assert stats["system"]["comfyui_version"] == "0.8.0"
+    assert stats["system"]["pytorch_version"].startswith("2.5.1")
+    assert (DATA / "object_info.json").stat().st_size > 1_000_000
