@@ -6,15 +6,17 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import dagger
 from dagger import Doc, dag, function, object_type
 from dagger.mod._exceptions import FunctionError
-from steadydancer import catalog
+from steadydancer import catalog, workflows
 
 from ci import doctor as doctor_checks
 from ci import image, pins, plan, relock
+from ci import smoke_test as on_engine
 from ci import validate as validation
 from ci.layers import models as models_layer
 from ci.layers.attention import AttentionPlan, AttentionUnavailable, EngineProbe, Probe
@@ -35,6 +37,11 @@ BakeModels = Annotated[
 HfToken = Annotated[
     dagger.Secret | None, Doc("Hugging Face token, e.g. env://HF_TOKEN, for gated repositories")
 ]
+
+
+def source_workflows() -> Path:
+    """The repository's workflows/ as this module's own source holds them."""
+    return Path(__file__).resolve().parents[1] / "workflows"
 
 
 def attention_probe() -> Probe:
@@ -191,6 +198,50 @@ class SteadyDancer:
                 bake_models=bake_models,
             )
             return image.image(options, await _plan(options), hf_token)
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def smoke_test(
+        self,
+        variant: Variant = catalog.DEFAULT_VARIANT,
+        tier: Annotated[
+            str, Doc("boot: CUDA and the SteadyDancer nodes; generate: also render a clip")
+        ] = "generate",
+        workflow: Annotated[
+            str, Doc("steadydancer-pose (default), steadydancer-dance or cpu-smoke")
+        ] = "steadydancer-pose",
+        frames: Annotated[int, Doc("frames of the clip")] = 33,
+        width: Annotated[int, Doc("clip width")] = 480,
+        height: Annotated[int, Doc("clip height")] = 832,
+        steps: Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")] = 4,
+        profile: Profile = pins.DEFAULT_PROFILE,
+        attention: Attention = "auto",
+        bake_models: BakeModels = True,
+        hf_token: HfToken = None,
+    ) -> dagger.Directory:
+        """Serve the image on the engine's GPUs, run the smoke client; the video(s) and report."""
+        with reported():
+            options = BuildOptions.parse(
+                variant_name=variant,
+                profile_name=profile,
+                attention_mode=attention,
+                bake_models=bake_models,
+            )
+            if tier not in on_engine.TIERS:
+                raise InputError(f"unknown tier {tier!r}; accepted: {', '.join(on_engine.TIERS)}")
+            if workflow not in workflows.names(source_workflows()):
+                known = ", ".join(workflows.names(source_workflows()))
+                raise InputError(f"unknown workflow {workflow!r}; accepted: {known}")
+            built = image.image(options, await _plan(options), hf_token)
+        sets = [f"frames={frames}", f"width={width}", f"height={height}"]
+        if workflow != "cpu-smoke":
+            sets.append(f"steps={steps}")
+        run = on_engine.client(
+            built, on_engine.service(built), workflow, tier, variant, sets, str(time.time_ns())
+        )
+        if await run.exit_code() != 0:
+            report = await run.directory(on_engine.OUT).file("report.json").contents()
+            raise FunctionError(f"smoke test failed:\n{await run.stderr()}\n{report}")
+        return run.directory(on_engine.OUT)
 
     @function
     def plan(

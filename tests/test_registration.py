@@ -16,6 +16,7 @@ from tests.dagger_offline import fields, render
 
 FUNCTIONS = {
     "validate",
+    "smoke_test",
     "check_models",
     "lock_models",
     "lock",
@@ -92,6 +93,7 @@ def test_doctor_is_never_cached_and_branch_choices_last_one_session(registration
         for name, chain in functions(registration).items()
     }
     assert policies["doctor"] == [{"policy": "Never"}]
+    assert policies["smoke_test"] == [{"policy": "Never"}]
     for name in ("attention", "comfyui", "nodes", "build"):
         assert policies[name] == [{"policy": "PerSession"}], name
     assert policies["plan"] == []

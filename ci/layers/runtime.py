@@ -41,6 +41,7 @@ def runtime(
         .with_env_variable("UV_CONSTRAINT", paths.CONSTRAINTS_FILE)
         .with_env_variable("UV_OVERRIDE", paths.OVERRIDES_FILE)
         .with_env_variable("PYTHONPATH", paths.APP_DIR)
+        .with_env_variable("STEADYDANCER_WORKFLOWS", paths.WORKFLOWS_DIR)
         .with_env_variable("STEADYDANCER_VARIANT", variant)
         .with_env_variable("STEADYDANCER_MODELS_BAKED", "true" if baked else "false")
         .with_env_variable("COMFYUI_PORT", str(paths.COMFYUI_PORT))

@@ -1,0 +1,73 @@
+"""smoke_test on the engine: the GPU service, the client bound to it, the returned folder."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from dagger.mod import default_module
+from dagger.mod._exceptions import FunctionError
+
+import ci.main  # noqa: F401  (registers the functions)
+from ci import image
+from ci import smoke_test as on_engine
+from ci.options import BuildOptions
+from tests.conftest import PLANS
+from tests.dagger_offline import describe, execs, fields, ops, render
+
+
+def smoke_chain(tier: str = "generate"):
+    built = image.image(BuildOptions.parse("fp8", "cu124", "auto"), PLANS["wheel"])
+    service = on_engine.service(built)
+    return (
+        built,
+        service,
+        on_engine.client(
+            built, service, "steadydancer-pose", tier, "fp8", ["frames=17", "steps=4"], "run-1"
+        ),
+    )
+
+
+def test_comfyui_is_served_with_every_gpu_by_its_entrypoint() -> None:
+    _, service, _ = smoke_chain()
+    tail = ops(service)[-2:]
+    assert tail == [("experimentalWithAllGPUs", {}), ("asService", {"useEntrypoint": True})]
+
+
+def test_the_client_runs_beside_it_and_keeps_its_exit_code() -> None:
+    _, service, run = smoke_chain()
+    binding = next(f for f in fields(run) if f.name == "withServiceBinding")
+    assert binding.args["alias"] == "comfyui"
+    assert describe(binding.args["service"]) == describe(service)
+    command = execs(run)[-1]
+    assert command[:5] == ["python", "-m", "steadydancer.smoke", "--url", "http://comfyui:8188"]
+    assert command[command.index("--workflow") + 1] == "steadydancer-pose"
+    assert command[command.index("--out") + 1] == "/smoke"
+    assert command[command.index("--set") : command.index("--set") + 2] == ["--set", "frames=17"]
+    assert fields(run)[-1].args.get("expect") == "ANY"
+    assert ("withEnvVariable", {"name": "STEADYDANCER_SMOKE_RUN", "value": "run-1"}) in ops(run)
+    assert render(run.directory(on_engine.OUT))[-1].startswith("{\n  container {")
+
+
+def call(**inputs: object):
+    result, _ = anyio.run(
+        default_module().get_structured_result, "SteadyDancer", {}, "smoke_test", inputs
+    )
+    return result
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"tier": "full"}, "unknown tier 'full'; accepted: boot, generate"),
+        (
+            {"workflow": "dance"},
+            "unknown workflow 'dance'; accepted: cpu-smoke, steadydancer-dance, steadydancer-pose",
+        ),
+        ({"variant": "int8"}, "unknown variant 'int8'"),
+    ],
+)
+def test_bad_smoke_arguments_are_refused_before_building(
+    inputs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(FunctionError, match=message):
+        call(**inputs)
