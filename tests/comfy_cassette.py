@@ -3,6 +3,9 @@
 Record (a real ComfyUI listening on UPSTREAM):
   python -m tests.comfy_cassette --upstream http://127.0.0.1:8192 --workflow cpu-smoke \
       --out tests/data/comfyui-cpu-smoke.json
+Zero-byte model files of a variant's catalog names, so the SteadyDancer
+workflows pass validation on a server without the real models:
+  python -m tests.comfy_cassette --placeholders /path/to/ComfyUI/models --variant fp8
 
 The recording proxy sits between the smoke client and the server and keeps every
 answer. /object_info is kept as a reference to tests/data/object_info.json, the
@@ -160,11 +163,24 @@ def main() -> int:
     from steadydancer import smoke
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--placeholders", type=Path, help="a ComfyUI models folder")
+    parser.add_argument("--variant", default="fp8")
+    parser.add_argument("--upstream")
     parser.add_argument("--workflow", default="cpu-smoke")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--set", dest="sets", action="append", default=[])
     args = parser.parse_args()
+    if args.placeholders:
+        from steadydancer import catalog
+
+        for entry in catalog.files_for(args.variant):
+            path = args.placeholders / entry.target
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            print(f"placeholder {path}")
+        return 0
+    if not args.upstream or not args.out:
+        parser.error("--upstream and --out are required to record")
     cassette: dict[str, list[dict[str, Any]]] = {}
     outcome = "passed"
     with recording(args.upstream, cassette) as url:
