@@ -1,79 +1,399 @@
-"""The image's entrypoint, run for real against a stand-in for ComfyUI's main.py."""
+"""The entrypoint run for real in a temporary root: real files, folders, permissions and signals.
+
+What only a GPU host has is stood in for: nvidia-smi replays a real H200's output,
+the attention probe is a script that succeeds for the backends a test names,
+and ComfyUI's main.py records its arguments and the signals it gets. Model files
+are sparse files with their markers; missing ones come from the tests' local
+Hub-protocol server.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from steadydancer.entrypoint import comfyui_argv
+from steadydancer import fetch_models
 
 from tests.dagger_offline import REPO
+from tests.hub_server import Hub, serve
+from tests.stand_ins import executable, nvidia_smi
+
+MAIN = """\
+import json, os, signal, sys, time
+record = {"argv": sys.argv, "cwd": os.getcwd(),
+          "pre_start_ran": os.path.exists(os.environ.get("PRE_START_MARK", "/nonexistent"))}
+path = os.environ["RECORD"]
+def save():
+    with open(path + ".tmp", "w") as out:
+        json.dump(record, out)
+    os.replace(path + ".tmp", path)
+def stop(signum, frame):
+    record["signal"] = signal.Signals(signum).name
+    save()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+record["state"] = "running"
+save()
+if os.environ.get("STAND_IN_WAIT"):
+    time.sleep(60)
+"""
+
+PROBE = """\
+import os, sys
+ok = os.environ.get("PROBE_OK", "").split()
+print(sys.argv[1] + (" ok (stand-in)" if sys.argv[1] in ok else " failed (stand-in)"))
+sys.exit(0 if sys.argv[1] in ok else 1)
+"""
+
+
+def small_catalog(root: Path, hub: Hub) -> Path:
+    """A two-variant catalog of small files the local Hub serves, in the real catalog's shape."""
+    files = {}
+    for key, folder, size in (
+        ("steadydancer-fp8", "diffusion_models/WanVideo/SteadyDancer", 300_000),
+        ("umt5-xxl-fp8", "text_encoders", 200_000),
+        ("wan-vae-bf16", "vae/wanvideo", 100_000),
+        ("yolov10m", "detection/onnx", 50_000),
+    ):
+        content = hashlib.sha256(key.encode()).digest() * (size // 32)
+        path = f"{key}.bin"
+        digest = hub.add("test/models", path, content)
+        files[key] = {
+            "repo": "test/models", "path": path, "revision": "main", "folder": folder,
+            "size": len(content), "sha256": digest, "source": "test",
+        }  # fmt: skip
+    catalog = root / "catalog.json"
+    catalog.write_text(
+        json.dumps(
+            {
+                "default_variant": "fp8",
+                "files": files,
+                "variants": {"fp8": {"description": "test", "files": list(files)}},
+            }
+        )
+    )
+    return catalog
+
+
+class Root:
+    """A pod's filesystem in a temporary folder, and the environment that points there."""
+
+    def __init__(self, tmp_path: Path, hub: Hub) -> None:
+        self.path = tmp_path
+        self.comfyui = tmp_path / "opt" / "ComfyUI"
+        self.comfyui.mkdir(parents=True)
+        (self.comfyui / "main.py").write_text(MAIN)
+        self.workspace = tmp_path / "workspace"
+        self.record = tmp_path / "record.json"
+        self.catalog = small_catalog(tmp_path, hub)
+        probe = executable(tmp_path / "probe.py", PROBE)
+        sshd = executable(
+            tmp_path / "sshd", f'#!/bin/sh\necho "$@" > {tmp_path}/sshd.args\nexec sleep 60\n'
+        )
+        self.env = {
+            **nvidia_smi(tmp_path / "bin"),
+            "PYTHONPATH": str(REPO / "docker"),
+            "COMFYUI_DIR": str(self.comfyui),
+            "STEADYDANCER_VOLUMES": f"{self.workspace}:{tmp_path / 'runpod-volume'}",
+            "STEADYDANCER_RUN_DIR": str(tmp_path / "run"),
+            "STEADYDANCER_CATALOG": str(self.catalog),
+            "STEADYDANCER_PROBE": f"{sys.executable} {probe}",
+            "STEADYDANCER_SSH_DIR": str(tmp_path / "root" / ".ssh"),
+            "STEADYDANCER_SSH_ROOT": str(tmp_path),
+            "STEADYDANCER_SSHD": str(sshd),
+            "STEADYDANCER_ENV_FILE": str(tmp_path / "etc" / "rp_environment"),
+            "STEADYDANCER_BASHRC": str(tmp_path / "root" / ".bashrc"),
+            "STEADYDANCER_HOOKS_DIR": str(tmp_path / "hooks"),
+            "STEADYDANCER_ATTENTION": "flash_attn_2",
+            "STEADYDANCER_VARIANT": "fp8",
+            "CUDA_VERSION": "12.4.1",
+            "PROBE_OK": "flash_attn_2 xformers sdpa",
+            "RECORD": str(self.record),
+            "HF_TOKEN": "hf_not_a_real_token_for_tests",
+        }
+        self.env.pop("STEADYDANCER_WORKFLOWS", None)
+
+    def bake(self, *keys: str) -> None:
+        """Put files in the image's models folder with the markers the build writes."""
+        catalog = json.loads(self.catalog.read_text())["files"]
+        for key in keys:
+            spec = catalog[key]
+            entry = fetch_models.Entry.from_manifest(
+                {**spec, "target": f"{spec['folder']}/{spec['path']}"}
+            )
+            target = self.comfyui / "models" / entry.target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as out:
+                out.truncate(spec["size"])
+            fetch_models.write_marker(
+                self.comfyui / "models", entry, spec["size"], spec["sha256"], "c" * 40
+            )
+
+    def boot(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "steadydancer.entrypoint", *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def recorded(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.record.read_text())
+        return data
+
+
+@pytest.fixture
+def hub() -> Hub:
+    return Hub()
+
+
+@pytest.fixture
+def root(tmp_path: Path, hub: Hub) -> Root:
+    return Root(tmp_path, hub)
+
+
+ALL = ("steadydancer-fp8", "umt5-xxl-fp8", "wan-vae-bf16", "yolov10m")
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(path.relative_to(folder)): (path.stat().st_mtime_ns, path.stat().st_size)
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+def test_first_boot_puts_the_pods_data_on_the_volume(root: Root) -> None:
+    root.workspace.mkdir()
+    root.bake(*ALL)
+    result = root.boot()
+    assert result.returncode == 0, result.stdout + result.stderr
+    argv = root.recorded()["argv"]
+    data = root.workspace / "steadydancer"
+    assert argv[1:] == [
+        "--listen", "0.0.0.0", "--port", "8188", "--max-upload-size", "2048",
+        "--input-directory", str(data / "input"),
+        "--output-directory", str(data / "output"),
+        "--user-directory", str(data / "user"),
+        "--use-flash-attention",
+    ]  # fmt: skip
+    yaml = (root.comfyui / "extra_model_paths.yaml").read_text()
+    for folder in ("diffusion_models", "text_encoders", "clip_vision", "vae", "loras", "detection"):
+        assert f"    {folder}: {folder}/" in yaml
+        assert (data / "models" / folder).is_dir()
+    assert (
+        f"base_path: {root.comfyui / 'models'}" in yaml and f"base_path: {data / 'models'}" in yaml
+    )
+    assert "models: variant fp8, 4 of 4 present" in result.stdout
+    assert (root.path / "run" / "attention").read_text() == "flash_attn_2\n"
+    for name in ("preflight", "storage", "models", "attention", "services"):
+        assert f"[steadydancer] {name}: done in " in result.stdout
+    exported = Path(root.env["STEADYDANCER_ENV_FILE"]).read_text()
+    assert "export STEADYDANCER_VARIANT=fp8" in exported and "HF_TOKEN" not in exported
+    assert (
+        Path(root.env["STEADYDANCER_BASHRC"]).read_text()
+        == f"source {root.env['STEADYDANCER_ENV_FILE']}\n"
+    )
+
+
+def test_a_second_boot_changes_nothing(root: Root) -> None:
+    root.workspace.mkdir()
+    root.bake(*ALL)
+    assert root.boot().returncode == 0
+    before = {**tree(root.workspace), **tree(root.comfyui / "models")}
+    yaml_before = (root.comfyui / "extra_model_paths.yaml").stat().st_mtime_ns
+    time.sleep(0.01)
+    second = root.boot()
+    assert second.returncode == 0, second.stderr
+    assert {**tree(root.workspace), **tree(root.comfyui / "models")} == before
+    assert (root.comfyui / "extra_model_paths.yaml").stat().st_mtime_ns == yaml_before
+    assert "storage: created" not in second.stdout and "storage: wrote" not in second.stdout
+    assert Path(root.env["STEADYDANCER_BASHRC"]).read_text().count("source ") == 1
+
+
+def test_without_a_volume_everything_stays_in_the_container(root: Root) -> None:
+    root.bake(*ALL)
+    result = root.boot()
+    assert result.returncode == 0, result.stderr
+    assert "no volume mounted" in result.stdout
+    argv = root.recorded()["argv"]
+    assert "--input-directory" not in argv and "--use-flash-attention" in argv
+    assert "steadydancer_volume" not in (root.comfyui / "extra_model_paths.yaml").read_text()
+
+
+def test_a_read_only_volume_stops_the_boot_with_nothing_half_done(root: Root) -> None:
+    root.workspace.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root.workspace)], check=False
+    )
+    assert mounted.returncode == 0, "this test mounts a read-only tmpfs and needs root"
+    try:
+        root.bake(*ALL)
+        result = root.boot()
+    finally:
+        subprocess.run(["umount", str(root.workspace)], check=True)
+    assert result.returncode == 1
+    assert f"the volume at {root.workspace} is read-only" in result.stdout
+    assert "Mount it read-write with free space, or start without it" in result.stdout
+    assert not root.record.exists()  # ComfyUI never started
+    assert list(root.workspace.iterdir()) == []
+
+
+def test_missing_models_are_fetched_to_the_volume_and_present_ones_left_alone(
+    root: Root, hub: Hub
+) -> None:
+    root.workspace.mkdir()
+    root.bake("steadydancer-fp8", "umt5-xxl-fp8")
+    with serve(hub) as endpoint:
+        result = root.boot(HF_ENDPOINT=endpoint)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "models: variant fp8, 2 of 4 present" in result.stdout
+    assert hub.count("GET", "/cdn/") == 2
+    models = root.workspace / "steadydancer" / "models"
+    assert (models / "vae" / "wanvideo" / "wan-vae-bf16.bin").stat().st_size == 100_000
+    assert (models / "detection" / "onnx" / "yolov10m.bin").is_file()
+    assert not (
+        models / "diffusion_models" / "WanVideo" / "SteadyDancer" / "steadydancer-fp8.bin"
+    ).exists()
+    assert "hf_not_a_real_token_for_tests" not in result.stdout + result.stderr
+    again = root.boot()  # no server now: everything is present and verified by its marker
+    assert again.returncode == 0 and "4 of 4 present" in again.stdout
 
 
 @pytest.mark.parametrize(
-    ("env", "flags"),
+    ("working", "enable_flash", "chosen", "flag"),
     [
-        ({"STEADYDANCER_ATTENTION": "flash_attn_2"}, ["--use-flash-attention"]),
-        (
-            {"STEADYDANCER_ATTENTION": "flash_attn_2", "ENABLE_FLASH_ATTN": "false"},
-            ["--use-pytorch-cross-attention"],
-        ),
-        ({"STEADYDANCER_ATTENTION": "xformers"}, []),
-        ({}, []),
+        ("xformers sdpa", "true", "xformers", []),
+        ("sdpa", "true", "sdpa", ["--use-pytorch-cross-attention"]),
+        ("flash_attn_2 sdpa", "false", "sdpa", ["--use-pytorch-cross-attention"]),
     ],
 )
-def test_attention_flag_follows_the_recorded_branch(env: dict[str, str], flags: list[str]) -> None:
-    argv = comfyui_argv(env, python="python")
-    assert argv[:8] == [
-        "python",
-        "/opt/ComfyUI/main.py",
-        "--listen",
-        "0.0.0.0",
-        "--port",
-        "8188",
-        "--max-upload-size",
-        "2048",
-    ]
-    assert argv[8:] == flags
-
-
-def test_entrypoint_execs_comfyui_listening_on_all_interfaces(tmp_path: Path) -> None:
-    record = tmp_path / "argv.json"
-    (tmp_path / "main.py").write_text(
-        "import json, os, sys\n"
-        f"record = open({str(record)!r}, 'w')\n"
-        "json.dump({'argv': sys.argv, 'cwd': os.getcwd()}, record)\n"
+def test_the_attention_probe_falls_back_to_what_runs(
+    root: Root, working: str, enable_flash: str, chosen: str, flag: list[str]
+) -> None:
+    root.bake(*ALL)
+    result = root.boot(PROBE_OK=working, ENABLE_FLASH_ATTN=enable_flash)
+    assert result.returncode == 0, result.stderr
+    assert (root.path / "run" / "attention").read_text() == f"{chosen}\n"
+    argv = root.recorded()["argv"]
+    assert [arg for arg in argv if arg.startswith("--use-")] == flag
+    assert (
+        f"export STEADYDANCER_ATTENTION={chosen}"
+        in Path(root.env["STEADYDANCER_ENV_FILE"]).read_text()
     )
-    env = {
-        **os.environ,
-        "COMFYUI_DIR": str(tmp_path),
-        "STEADYDANCER_ATTENTION": "flash_attn_2",
-        "COMFYUI_ARGS": "--preview-method auto",
-        "PYTHONPATH": str(REPO / "docker"),
-    }
-    result = subprocess.run(
+
+
+def test_sigterm_reaches_comfyui_and_its_exit_code_is_kept(root: Root) -> None:
+    root.bake(*ALL)
+    env = {**root.env, "STAND_IN_WAIT": "1", "PUBLIC_KEY": "ssh-ed25519 AAAATEST user@test"}
+    process = subprocess.Popen(
         [sys.executable, "-m", "steadydancer.entrypoint"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not root.record.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert root.recorded()["state"] == "running"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert root.recorded()["signal"] == "SIGTERM"
+    assert "signal SIGTERM: stopping ComfyUI" in output
+    assert (root.path / "sshd.args").read_text().split() == ["-D", "-e"]
+    keys = Path(env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
+    assert keys.read_text() == "ssh-ed25519 AAAATEST user@test\n"
+    assert oct(keys.stat().st_mode & 0o777) == "0o600"
+    assert (root.path / "etc" / "ssh" / "ssh_host_ed25519_key").is_file()
+
+
+def test_hooks_run_around_comfyui(root: Root) -> None:
+    root.bake(*ALL)
+    hooks = root.path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre_start.sh").write_text(f"touch {root.path}/pre_started\n")
+    (hooks / "post_start.sh").write_text(f"touch {root.path}/post_started\n")
+    result = root.boot(PRE_START_MARK=str(root.path / "pre_started"))
+    assert result.returncode == 0, result.stderr
+    assert root.recorded()["pre_start_ran"] is True
+    deadline = time.monotonic() + 10
+    while not (root.path / "post_started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (root.path / "post_started").exists()
+
+
+def test_a_host_without_a_gpu_is_refused_unless_cpu_is_allowed(root: Root) -> None:
+    root.bake(*ALL)
+    no_gpu = {"PATH": "/usr/bin:/bin"}
+    refused = root.boot(**no_gpu)
+    assert refused.returncode == 1
+    assert "cannot start: preflight: nvidia-smi is not in this container" in refused.stdout
+    allowed = root.boot(**no_gpu, STEADYDANCER_ALLOW_CPU="true")
+    assert allowed.returncode == 0, allowed.stdout
+    assert root.recorded()["argv"][-1] == "--cpu"
+
+
+def test_an_old_driver_is_named_with_both_versions(root: Root) -> None:
+    banner = (
+        (REPO / "tests" / "data" / "nvidia-smi-h200.txt")
+        .read_text()
+        .replace(
+            "Driver Version: 580.159.04     CUDA Version: 13.0",
+            "Driver Version: 535.183.01     CUDA Version: 12.2",
+        )
+    )
+    env = nvidia_smi(root.path / "old", banner)
+    result = root.boot(PATH=env["PATH"])
+    assert result.returncode == 1
+    assert "supports CUDA up to 12.2, but this image is built for CUDA 12.4" in result.stdout
+
+
+def test_steadydancer_disabled_skips_models_and_a_bad_variant_is_named(root: Root) -> None:
+    skipped = root.boot(ENABLE_STEADYDANCER="false")
+    assert skipped.returncode == 0, skipped.stdout
+    assert "models: ENABLE_STEADYDANCER=false, skipped" in skipped.stdout
+    bad = root.boot(STEADYDANCER_VARIANT="fp32")
+    assert bad.returncode == 1
+    assert "models: STEADYDANCER_VARIANT: unknown variant 'fp32'; choose one of: fp8" in bad.stdout
+
+
+def test_check_mode_runs_only_preflight_and_the_probe(root: Root) -> None:
+    result = root.boot("--check", PROBE_OK="sdpa")
+    assert result.returncode == 0, result.stdout
+    assert "attention: sdpa" in result.stdout and not root.record.exists()
+    assert not (root.comfyui / "extra_model_paths.yaml").exists()
+
+
+def test_the_readiness_command_answers_for_a_real_server(tmp_path: Path) -> None:
+    from tests.comfy_cassette import load, replaying
+
+    with replaying(load("comfyui-cpu-smoke.json")) as (url, _):
+        port = url.rsplit(":", 1)[1]
+        env = {**os.environ, "PYTHONPATH": str(REPO / "docker")}
+        ready = subprocess.run(
+            [sys.executable, "-m", "steadydancer.ready", "--port", port, "--nodes"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert ready.returncode == 0 and ready.stdout.strip() == "ready"
+    down = subprocess.run(
+        [sys.executable, "-m", "steadydancer.ready", "--port", "9"],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
-    seen = json.loads(record.read_text())
-    assert seen["argv"] == [
-        str(tmp_path / "main.py"),
-        "--listen",
-        "0.0.0.0",
-        "--port",
-        "8188",
-        "--max-upload-size",
-        "2048",
-        "--use-flash-attention",
-        "--preview-method",
-        "auto",
-    ]
-    assert seen["cwd"] == str(tmp_path)
-    assert "starting" in result.stdout
+    assert down.returncode == 1 and down.stderr.startswith("not ready:")

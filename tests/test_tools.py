@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.dagger_offline import REPO
+from tests.stand_ins import nvidia_smi
 
 TOOLS = REPO / "docker" / "steadydancer"
 DATA = Path(__file__).parent / "data"
@@ -131,26 +131,8 @@ def test_import_check_explains_mmcv_without_ops(tmp_path: Path) -> None:
 # gpu_check -------------------------------------------------------------------
 
 
-def fake_nvidia_smi(tmp_path: Path, banner: str, query: str) -> dict[str, str]:
-    """An nvidia-smi stand-in that prints output recorded from a real H200 (see tests/data)."""
-    (tmp_path / "banner.txt").write_text(banner)
-    (tmp_path / "query.csv").write_text(query)
-    script = tmp_path / "nvidia-smi"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'case "$1" in --query-gpu=*) cat {tmp_path}/query.csv ;;\n'
-        f"*) cat {tmp_path}/banner.txt ;; esac\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-
-
 def test_gpu_check_reads_the_real_h200_output(tmp_path: Path) -> None:
-    env = fake_nvidia_smi(
-        tmp_path,
-        (DATA / "nvidia-smi-h200.txt").read_text(),
-        (DATA / "nvidia-smi-h200-query.csv").read_text(),
-    )
+    env = nvidia_smi(tmp_path)
     result = run_tool("gpu_check", "--image-cuda", "12.4.1", "--skip-torch", env=env)
     assert result.returncode == 0, result.stderr
     assert "driver 580.159.04, supports CUDA up to 13.0" in result.stdout
@@ -168,7 +150,7 @@ def test_gpu_check_names_both_versions_when_the_driver_is_too_old(tmp_path: Path
     )
     query = "0, NVIDIA A10G, 23028, 8.6\n"
     result = run_tool(
-        "gpu_check", "--image-cuda", "12.4.1", env=fake_nvidia_smi(tmp_path, banner, query)
+        "gpu_check", "--image-cuda", "12.4.1", env=nvidia_smi(tmp_path, banner, query)
     )
     assert result.returncode == 1
     assert (

@@ -9,12 +9,16 @@ where they were read from the Hub's pages or pinned downloads; `source` says whi
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HUB = "https://huggingface.co"
-CATALOG_FILE = Path(__file__).with_name("catalog.json")
+CATALOG_FILE = Path(
+    os.environ.get("STEADYDANCER_CATALOG") or Path(__file__).with_name("catalog.json")
+)
+"""STEADYDANCER_CATALOG points at another catalog (a private mirror's, or a test's)."""
 
 
 @dataclass(frozen=True)

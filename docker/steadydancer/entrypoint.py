@@ -1,61 +1,278 @@
-"""The image's entrypoint: start ComfyUI on 0.0.0.0:8188 with the image's attention branch.
+"""The image's entrypoint: ready the pod, then run ComfyUI on 0.0.0.0:8188 and stay its parent.
+
+Steps, each logged with its duration:
+  preflight   a GPU is visible and its driver runs the image's CUDA; free disk
+  storage     a mounted volume (/workspace, /runpod-volume) holds models, input, output, user
+  models      the variant's files are present (baked or on the volume), else fetched
+  attention   a tiny attention call on this GPU picks flash-attn, xformers or PyTorch SDPA
+  services    SSH when PUBLIC_KEY is set, the environment for SSH sessions, /pre_start.sh
+  comfyui     started with --listen 0.0.0.0 --port 8188; SIGTERM and SIGINT are forwarded
 
 Environment:
-  COMFYUI_DIR             where ComfyUI lives (set by the image)
-  COMFYUI_PORT            listening port, 8188 by default
-  STEADYDANCER_ATTENTION  the branch recorded at build time: flash_attn_2 or xformers
-  ENABLE_FLASH_ATTN       "false" keeps core ComfyUI on PyTorch SDPA even in a flash-attn image
-  COMFYUI_ARGS            extra ComfyUI arguments, split like a shell would
+  STEADYDANCER_VARIANT      model variant (default: the image's)
+  ENABLE_STEADYDANCER       "false" skips the model step (ComfyUI starts without SteadyDancer)
+  ENABLE_FLASH_ATTN         "false" never uses flash-attn, whatever the image holds
+  STEADYDANCER_ATTENTION    the branch recorded at build time: flash_attn_2 or xformers
+  STEADYDANCER_ALLOW_CPU    "true" lets a host without a GPU start ComfyUI with --cpu
+  COMFYUI_ARGS              extra ComfyUI arguments, split like a shell would
+  HF_TOKEN                  for gated model repositories (never printed)
+
+Usage: python -m steadydancer.entrypoint [--check]   (--check: preflight and probe only)
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import os
 import shlex
+import shutil
+import signal
+import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from steadydancer import catalog, fetch_models, gpu_check, runpod, storage
 
 DEFAULT_COMFYUI_DIR = "/opt/ComfyUI"
 DEFAULT_PORT = "8188"
 # Driving videos are uploaded through /upload/image, whose default limit is 100 MB.
 MAX_UPLOAD_MB = "2048"
+VOLUMES = "/workspace:/runpod-volume"
+ATTENTION_FLAGS = {
+    "flash_attn_2": ["--use-flash-attention"],
+    # ComfyUI uses xformers by itself whenever it imports.
+    "xformers": [],
+    "sdpa": ["--use-pytorch-cross-attention"],
+}
+RUN_DIR = "/run/steadydancer"
 
 
-def attention_flags(env: Mapping[str, str]) -> list[str]:
-    """ComfyUI's core attention flag for the recorded branch.
+class BootError(Exception):
+    """Why the pod cannot start, worded for the person reading the log."""
 
-    With xformers installed ComfyUI picks it up by itself; in a flash-attn image
-    core models use flash-attn unless ENABLE_FLASH_ATTN=false asks for SDPA.
+
+def log(message: str) -> None:
+    print(f"[steadydancer] {message}", flush=True)
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    log(f"{name}: start")
+    try:
+        yield
+    finally:
+        log(f"{name}: done in {time.perf_counter() - started:.3f} s")
+
+
+def disabled(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "true").strip().lower() in {"0", "false", "no", "off"}
+
+
+@dataclass
+class Boot:
+    env: Mapping[str, str]
+
+    @property
+    def comfyui_dir(self) -> Path:
+        return Path(self.env.get("COMFYUI_DIR", DEFAULT_COMFYUI_DIR))
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.env.get("STEADYDANCER_RUN_DIR", RUN_DIR))
+
+    def preflight(self) -> bool:
+        """True with a usable GPU; False on a CPU host that allows it; BootError otherwise."""
+        image_cuda = self.env.get("CUDA_VERSION", "")
+        try:
+            lines = gpu_check.report(gpu_check.version_tuple(image_cuda), with_torch=False)
+        except gpu_check.CheckError as exc:
+            if self.env.get("STEADYDANCER_ALLOW_CPU", "").lower() == "true":
+                log(f"preflight: {exc}; STEADYDANCER_ALLOW_CPU=true, starting on the CPU")
+                return False
+            raise BootError(f"preflight: {exc}") from None
+        for line in lines:
+            log(f"preflight: {line}")
+        for folder in (self.comfyui_dir, *self.volume_candidates()):
+            if folder.is_dir():
+                free = shutil.disk_usage(folder).free
+                log(f"preflight: {free / 1e9:.1f} GB free at {folder}")
+        return True
+
+    def volume_candidates(self) -> list[Path]:
+        return [Path(p) for p in self.env.get("STEADYDANCER_VOLUMES", VOLUMES).split(":") if p]
+
+    def prepare_storage(self) -> storage.Layout:
+        layout = storage.Layout(self.comfyui_dir, storage.find_volume(self.volume_candidates()))
+        if layout.volume is None:
+            log("storage: no volume mounted; models, inputs and outputs stay in the container")
+        try:
+            created = storage.prepare(layout)
+        except storage.StorageError as exc:
+            raise BootError(f"storage: {exc}") from None
+        for folder in created:
+            log(f"storage: created {folder}")
+        yaml = self.comfyui_dir / "extra_model_paths.yaml"
+        if storage.write_if_changed(yaml, storage.extra_model_paths(layout)):
+            log(f"storage: wrote {yaml}")
+        return layout
+
+    def models(self, layout: storage.Layout) -> None:
+        variant = self.env.get("STEADYDANCER_VARIANT", catalog.DEFAULT_VARIANT)
+        try:
+            files = catalog.files_for(variant)
+        except ValueError as exc:
+            raise BootError(f"models: STEADYDANCER_VARIANT: {exc}") from None
+        entries = [fetch_models.Entry.from_manifest(entry.to_manifest()) for entry in files]
+        missing = [
+            entry
+            for entry in entries
+            if not fetch_models.verified(layout.baked_models, entry)
+            and not fetch_models.verified(layout.models, entry)
+        ]
+        log(f"models: variant {variant}, {len(entries) - len(missing)} of {len(entries)} present")
+        if not missing:
+            return
+        log(f"models: fetching {len(missing)} into {layout.models}")
+        try:
+            fetch_models.fetch(
+                missing, layout.models, None, jobs=4, retries=5, timeout=60.0, interval=15.0
+            )
+        except fetch_models.FetchError as exc:
+            raise BootError(f"models: {exc}") from None
+
+    def attention(self, probe: Callable[[str], bool]) -> str:
+        """The first backend that runs on this GPU, in the image's order; recorded for tools."""
+        built = self.env.get("STEADYDANCER_ATTENTION", "xformers")
+        order = (
+            ["flash_attn_2", "xformers", "sdpa"]
+            if built == "flash_attn_2"
+            else ["xformers", "sdpa"]
+        )
+        if disabled(self.env, "ENABLE_FLASH_ATTN") and "flash_attn_2" in order:
+            log("attention: ENABLE_FLASH_ATTN=false, flash-attn skipped")
+            order.remove("flash_attn_2")
+        chosen = next((backend for backend in order if probe(backend)), "sdpa")
+        if chosen != order[0]:
+            log(f"attention: {order[0]} does not run here, using {chosen}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        storage.write_if_changed(self.run_dir / "attention", chosen + "\n")
+        log(f"attention: {chosen}")
+        return chosen
+
+    def comfyui_argv(self, layout: storage.Layout, attention: str, gpu: bool) -> list[str]:
+        return [
+            self.env.get("STEADYDANCER_PYTHON", sys.executable),
+            str(self.comfyui_dir / "main.py"),
+            "--listen", "0.0.0.0",
+            "--port", self.env.get("COMFYUI_PORT", DEFAULT_PORT),
+            "--max-upload-size", MAX_UPLOAD_MB,
+            *layout.comfyui_args(),
+            *(ATTENTION_FLAGS[attention] if gpu else ["--cpu"]),
+            *shlex.split(self.env.get("COMFYUI_ARGS", "")),
+        ]  # fmt: skip
+
+
+PROBE_MODULES = {"flash_attn_2": "flash_attn", "xformers": "xformers"}
+
+
+def run_probe(env: Mapping[str, str]) -> Callable[[str], bool]:
+    """Each backend tried in a child process; STEADYDANCER_PROBE replaces the program (tests).
+
+    A backend whose package is not installed is skipped without a child, which
+    would spend seconds importing torch only to fail.
     """
-    if env.get("STEADYDANCER_ATTENTION") != "flash_attn_2":
-        return []
-    if env.get("ENABLE_FLASH_ATTN", "true").strip().lower() in {"0", "false", "no", "off"}:
-        return ["--use-pytorch-cross-attention"]
-    return ["--use-flash-attention"]
+    replaced = "STEADYDANCER_PROBE" in env
+    command = shlex.split(
+        env.get("STEADYDANCER_PROBE", f"{sys.executable} -m steadydancer.attention_probe")
+    )
+
+    def probe(backend: str) -> bool:
+        module = PROBE_MODULES.get(backend)
+        if not replaced and module and importlib.util.find_spec(module) is None:
+            log(f"attention: {backend} is not installed")
+            return False
+        try:
+            result = subprocess.run(
+                [*command, backend], capture_output=True, text=True, timeout=120
+            )
+        except subprocess.TimeoutExpired:
+            log(f"attention: {backend} probe hung for 120 s")
+            return False
+        log(f"attention: {(result.stdout or result.stderr).strip()}")
+        return result.returncode == 0
+
+    return probe
 
 
-def comfyui_argv(env: Mapping[str, str], python: str = sys.executable) -> list[str]:
-    comfyui_dir = env.get("COMFYUI_DIR", DEFAULT_COMFYUI_DIR)
-    return [
-        python,
-        os.path.join(comfyui_dir, "main.py"),
-        "--listen",
-        "0.0.0.0",
-        "--port",
-        env.get("COMFYUI_PORT", DEFAULT_PORT),
-        "--max-upload-size",
-        MAX_UPLOAD_MB,
-        *attention_flags(env),
-        *shlex.split(env.get("COMFYUI_ARGS", "")),
-    ]
+def supervise(argv: list[str], children: list[subprocess.Popen[bytes]]) -> int:
+    """Run ComfyUI as a child, forward SIGTERM/SIGINT to it, return its exit code."""
+    comfyui = subprocess.Popen(argv, cwd=argv[1].rsplit("/", 1)[0])
+    log(f"comfyui: started (pid {comfyui.pid}): {shlex.join(argv)}")
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        log(f"signal {signal.Signals(signum).name}: stopping ComfyUI")
+        comfyui.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = comfyui.wait()
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    log(f"comfyui: exited with {code}")
+    return code
 
 
-def main() -> None:
-    argv = comfyui_argv(os.environ)
-    print(f"steadydancer: starting {shlex.join(argv)}", flush=True)
-    os.chdir(os.path.dirname(argv[1]))
-    os.execv(argv[0], argv)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="preflight and attention probe only")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    boot = Boot(env)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        with step("preflight"):
+            gpu = boot.preflight()
+        if args.check:
+            if gpu:
+                with step("attention"):
+                    boot.attention(run_probe(env))
+            return 0
+        with step("storage"):
+            layout = boot.prepare_storage()
+        if disabled(env, "ENABLE_STEADYDANCER"):
+            log("models: ENABLE_STEADYDANCER=false, skipped")
+        else:
+            with step("models"):
+                boot.models(layout)
+        with step("attention"):
+            attention = boot.attention(run_probe(env)) if gpu else "sdpa"
+        paths = runpod.Paths.from_env(env)
+        with step("services"):
+            runpod.export_environment(paths, {**env, "STEADYDANCER_ATTENTION": attention})
+            if env.get("PUBLIC_KEY"):
+                children.append(runpod.start_sshd(paths, env["PUBLIC_KEY"]))
+                log("services: sshd started")
+            if pre := runpod.hook(paths, "pre_start.sh"):
+                log(f"services: running {pre}")
+                runpod.run_hook(pre, wait=True)
+        # /post_start.sh runs beside ComfyUI, as RunPod's images run it beside their services.
+        if post := runpod.hook(paths, "post_start.sh"):
+            children.append(runpod.run_hook(post, wait=False))
+        return supervise(boot.comfyui_argv(layout, attention, gpu), children)
+    except (BootError, RuntimeError) as exc:
+        log(f"cannot start: {exc}")
+        for child in children:
+            child.terminate()
+        return 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -106,7 +106,7 @@ def check_driver(driver: Driver, image_cuda: tuple[int, int]) -> None:
 
 def torch_report() -> list[str]:
     try:
-        import torch  # type: ignore[import-not-found]
+        import torch
     except ImportError as exc:
         raise CheckError(f"torch does not import: {exc}") from None
     if not torch.cuda.is_available():

@@ -211,6 +211,16 @@ class Comfy:
         return path
 
 
+def served_attention(stats: dict[str, Any]) -> str | None:
+    """The attention backend the server runs with, read from the flags it was started with."""
+    argv = stats.get("system", {}).get("argv") or []
+    if "--use-flash-attention" in argv:
+        return "flash_attn_2"
+    if "--use-pytorch-cross-attention" in argv:
+        return "sdpa"
+    return None
+
+
 def readable_node_errors(node_errors: dict[str, Any], prompt: dict[str, Any]) -> list[str]:
     lines = []
     for node_id, failure in sorted(node_errors.items()):
@@ -378,6 +388,7 @@ def run(
         stats, _ = comfy.wait_ready(ready_timeout, needed)
         lap("ready")
         report.comfyui_version = stats.get("system", {}).get("comfyui_version")
+        report.attention = attention or served_attention(stats)
         devices = stats.get("devices") or [{}]
         report.device = devices[0]
         if tier == "boot":
@@ -391,7 +402,7 @@ def run(
             values[name] = comfy.upload(filename, data, kind)
         lap("upload")
         try:
-            prompt = workflows.render(workflow, values, variant, attention)
+            prompt = workflows.render(workflow, values, variant, report.attention)
         except workflows.WorkflowError as exc:
             raise SmokeError("inputs", str(exc)) from None
         report.prompt_id = comfy.queue(prompt)

@@ -27,8 +27,8 @@ TYPES: dict[str, type | tuple[type, ...]] = {
     "image": str,
     "video": str,
 }
-ATTENTION_MODE = {"flash_attn_2": "flash_attn_2", "xformers": "sdpa"}
-"""WanVideoWrapper's attention_mode for each branch; it has no xformers mode, so SDPA."""
+ATTENTION_MODE = {"flash_attn_2": "flash_attn_2", "xformers": "sdpa", "sdpa": "sdpa"}
+"""WanVideoWrapper's attention_mode for each backend; it has no xformers mode, so SDPA."""
 
 
 class WorkflowError(ValueError):
