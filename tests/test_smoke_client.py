@@ -233,3 +233,15 @@ def test_recordings_are_real_answers() -> None:
     assert stats["system"]["comfyui_version"] == "0.8.0"
     assert stats["system"]["pytorch_version"].startswith("2.5.1")
     assert (DATA / "object_info.json").stat().st_size > 1_000_000
+
+
+def test_the_attention_backend_is_read_from_the_servers_flags(tmp_path: Path) -> None:
+    cassette = with_device(load("comfyui-steadydancer-pose-placeholders.json"), "cuda")
+    argv = cassette["GET /system_stats"][0]["json"]["system"]["argv"]
+    argv.append("--use-pytorch-cross-attention")
+    with replaying(cassette) as (url, _):
+        report = run(url, tmp_path, "steadydancer-pose", tier="boot")
+    assert report.attention == "sdpa"
+    argv[-1] = "--use-flash-attention"
+    with replaying(cassette) as (url, _):
+        assert run(url, tmp_path, "steadydancer-pose", tier="boot").attention == "flash_attn_2"
