@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -56,6 +56,20 @@ def reported() -> Iterator[None]:
         yield
     except (InputError, LockError, AttentionUnavailable) as exc:
         raise FunctionError(str(exc)) from None
+
+
+async def _after_attention(
+    layer: Callable[[pins.Profile, AttentionPlan], dagger.Container],
+    profile: str,
+    attention: str,
+    enable_flash_attn: bool,
+) -> dagger.Container:
+    """A layer from the attention layer on: the branch is chosen first."""
+    with reported():
+        options = BuildOptions.parse(
+            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+        )
+        return layer(options.profile, await _plan(options))
 
 
 async def _plan(options: BuildOptions) -> AttentionPlan:
@@ -113,11 +127,7 @@ class SteadyDancer:
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 4: openmmlab plus flash-attn (wheel, else source build) or xformers."""
-        with reported():
-            options = BuildOptions.parse(
-                profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
-            )
-            return image.attention_layer(options.profile, await _plan(options))
+        return await _after_attention(image.attention_layer, profile, attention, enable_flash_attn)
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def comfyui(
@@ -127,11 +137,7 @@ class SteadyDancer:
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 5: attention plus ComfyUI at its pinned commit and its requirements."""
-        with reported():
-            options = BuildOptions.parse(
-                profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
-            )
-            return image.comfyui_layer(options.profile, await _plan(options))
+        return await _after_attention(image.comfyui_layer, profile, attention, enable_flash_attn)
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def nodes(
@@ -141,11 +147,7 @@ class SteadyDancer:
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 6: comfyui plus the four SteadyDancer node packs at their pinned commits."""
-        with reported():
-            options = BuildOptions.parse(
-                profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
-            )
-            return image.nodes_layer(options.profile, await _plan(options))
+        return await _after_attention(image.nodes_layer, profile, attention, enable_flash_attn)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def check_models(

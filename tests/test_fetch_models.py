@@ -351,38 +351,28 @@ def test_the_fetcher_also_runs_with_the_images_huggingface_hub(tmp_path: Path) -
     entries = three_files(hub)
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps(entries))
-    env = {**os.environ, "HF_ENDPOINT": "", "HF_TOKEN": ""}
+    env = {**os.environ, "HF_TOKEN": ""}
+
+    def fetch_with_image_hub(endpoint: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                str(FETCHER),
+                "--manifest",
+                str(manifest),
+                "--dest",
+                str(tmp_path / "models"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**env, "HF_ENDPOINT": endpoint},
+        )
+
     with serve(hub) as endpoint:
-        env["HF_ENDPOINT"] = endpoint
-        fetched = subprocess.run(
-            [
-                str(venv / "bin" / "python"),
-                str(FETCHER),
-                "--manifest",
-                str(manifest),
-                "--dest",
-                str(tmp_path / "models"),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-        )
+        fetched = fetch_with_image_hub(endpoint)
         manifest.write_text(json.dumps([catalog.FILES["yolov10m"].to_manifest()]))
-        gated = subprocess.run(
-            [
-                str(venv / "bin" / "python"),
-                str(FETCHER),
-                "--manifest",
-                str(manifest),
-                "--dest",
-                str(tmp_path / "models"),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-        )
+        gated = fetch_with_image_hub(endpoint)
     assert fetched.returncode == 0, fetched.stderr
     assert hub.count("GET", "/cdn/") == 3
     assert gated.returncode == 1 and "Wan-AI/Wan2.2-Animate-14B is gated" in gated.stderr
