@@ -72,7 +72,7 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
             "torch",
             [" ".join(profile.torch_requirements()) + f" {pins.NUMPY.requirement}"]
             + ([f"index {profile.torch_index_url}"] if profile.torch_index_url else []),
-            "base + the profile's torch trio",
+            "base + the torch trio's lock entries",
         ),
         LayerPlan(
             "openmmlab",
@@ -83,7 +83,7 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
                 ),
                 f"import check: {', '.join(pins.OPENMMLAB_IMPORTS)}",
             ],
-            f"torch + the OpenMMLab pins and constraints; the mmcv wheel is kept on volume "
+            f"torch + the OpenMMLab packages' lock entries; the mmcv wheel is kept on volume "
             f"{caches.PREFIX}-wheels, so a rebuild of this layer compiles nothing",
         ),
         LayerPlan(
