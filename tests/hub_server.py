@@ -36,6 +36,8 @@ class Hub:
     cut_after: dict[str, int] = field(default_factory=dict)
     corrupt: dict[str, bytes] = field(default_factory=dict)
     stall: dict[str, float] = field(default_factory=dict)
+    ignore_range: set[str] = field(default_factory=set)
+    """Paths whose CDN answers every Range request with the whole file (200), as some proxies do."""
     rate: float | None = None
     """Bytes per second each CDN connection is held to, as the Hub's CDN holds each one."""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
@@ -122,7 +124,7 @@ def serve(hub: Hub) -> Iterator[str]:
                 return self._send(status, {})
             body = hub.corrupt.get(path, content)
             start = 0
-            if ranged := self.headers.get("Range"):
+            if (ranged := self.headers.get("Range")) and path not in hub.ignore_range:
                 start = int(ranged.removeprefix("bytes=").split("-")[0])
             part = body[start:]
             self.send_response(206 if start else 200)

@@ -376,3 +376,56 @@ def test_the_fetcher_also_runs_with_the_images_huggingface_hub(tmp_path: Path) -
     assert fetched.returncode == 0, fetched.stderr
     assert hub.count("GET", "/cdn/") == 3
     assert gated.returncode == 1 and "Wan-AI/Wan2.2-Animate-14B is gated" in gated.stderr
+
+
+def test_a_server_that_ignores_range_restarts_the_file_cleanly(tmp_path: Path) -> None:
+    hub = Hub()
+    content = os.urandom(4 * MiB)
+    hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    hub.cut_after["Wan2_1_VAE_bf16.safetensors"] = 3 * MiB
+    hub.ignore_range.add("Wan2_1_VAE_bf16.safetensors")
+    with serve(hub) as endpoint:
+        result = run(
+            endpoint,
+            tmp_path,
+            [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+        )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "models" / "vae" / "Wan2_1_VAE_bf16.safetensors").read_bytes() == content
+    final = [line for line in result.stdout.splitlines() if line.startswith("progress:")][-1]
+    done, total = final.removeprefix("progress: ").split(" GB")[0].split("/")
+    assert float(done) == float(total)  # the discarded 3 MiB are not counted twice
+    assert "ETA -" not in result.stdout
+
+
+def test_two_fetchers_sharing_a_volume_take_turns(tmp_path: Path) -> None:
+    """Pods or serverless workers on one network volume: each file is fetched once, intact."""
+    hub = Hub(rate=8 * MiB)
+    entries = three_files(hub)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(entries))
+    with serve(hub) as endpoint:
+        env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": ""}
+        command = [
+            sys.executable,
+            str(FETCHER),
+            "--manifest",
+            str(manifest),
+            "--dest",
+            str(tmp_path / "models"),
+            "--progress-interval",
+            "60",
+        ]
+        first = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        second = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        outputs = [process.communicate(timeout=120) for process in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert hub.count("GET", "/cdn/") == 3
+    for (_, path), content in hub.files.items():
+        target = next(e["target"] for e in entries if e["path"] == path)
+        assert (tmp_path / "models" / str(target)).read_bytes() == content
+    assert "fetched meanwhile by another process" in outputs[0][0] + outputs[1][0]

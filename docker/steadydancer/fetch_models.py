@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import errno
+import fcntl
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -32,6 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +45,8 @@ MARKERS = ".steadydancer-verified"
 CHUNK = 1 << 20
 FREE_SPACE_MARGIN = 256 << 20
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+STOP = threading.Event()
+"""Set (by the entrypoint on SIGTERM) to end every download at its next chunk, partials kept."""
 
 
 _PRINT = threading.Lock()
@@ -168,7 +174,9 @@ def _describe_remote(entry: Entry) -> Remote:
     sha256 = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
     if meta.size is None:
         raise FetchError(f"{entry.page}: the Hub gave no size for it")
-    return Remote(url, meta.size, meta.commit_hash or entry.revision, sha256)
+    commit = meta.commit_hash or entry.revision
+    # Download the commit this answer describes, so a resumed file is never two versions.
+    return Remote(hf_hub_url(entry.repo, entry.path, revision=commit), meta.size, commit, sha256)
 
 
 def expected_sha256(entry: Entry, remote: Remote) -> str | None:
@@ -218,6 +226,19 @@ def verified(root: Path, entry: Entry, size: int | None = None) -> bool:
         return False
     actual = final.stat().st_size
     return actual == marker.get("size") and (wanted is None or actual == wanted)
+
+
+@contextlib.contextmanager
+def target_lock(folder: Path, entry: Entry) -> Iterator[None]:
+    """One downloader per file: pods or workers sharing a volume take turns, never interleave."""
+    path = folder / MARKERS / f"{entry.target}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def partial_path(folder: Path, entry: Entry) -> Path:
@@ -324,15 +345,25 @@ class Download:
         with urllib.request.urlopen(self.request(have), timeout=self.timeout) as response:
             if have and response.status != 206:
                 # The server ignored the range: start over rather than append a second copy.
+                self.progress.add(self.entry.name, -have, 0, size)
                 have, digest = 0, hashlib.sha256()
                 self.partial.unlink(missing_ok=True)
             mode = "ab" if have else "wb"
             with self.partial.open(mode) as out:
                 while chunk := response.read(CHUNK):
+                    if STOP.is_set():
+                        raise FetchError(
+                            f"{self.entry.name}: stopped; {have / 1e9:.2f} GB kept for the next run"
+                        )
                     out.write(chunk)
                     digest.update(chunk)
                     have += len(chunk)
                     self.progress.add(self.entry.name, len(chunk), have, size)
+        if have > size:
+            # More bytes than the Hub announced: nothing to resume from, start over.
+            self.progress.add(self.entry.name, -have, 0, size)
+            self.partial.unlink(missing_ok=True)
+            return 0, hashlib.sha256()
         return have, digest
 
     def run(self) -> tuple[int, str]:
@@ -352,6 +383,8 @@ class Download:
                 if exc.code not in RETRYABLE_STATUS:
                     raise FetchError(f"{self.entry.page}: HTTP {exc.code} {exc.reason}") from None
                 problem = f"HTTP {exc.code}"
+            except http.client.HTTPException as exc:
+                problem = f"{type(exc).__name__}: {exc}"
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise FetchError(
@@ -471,7 +504,11 @@ def fetch(
     with Progress(needed, interval) as progress:
 
         def one(entry: Entry) -> None:
-            Download(entry, remotes[entry], folder, retries, timeout, progress).complete()
+            with target_lock(folder, entry):
+                if verified(folder, entry, remotes[entry].size):
+                    say(f"{entry.target}: fetched meanwhile by another process")
+                    return
+                Download(entry, remotes[entry], folder, retries, timeout, progress).complete()
             say(f"{entry.target}: verified")
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -481,6 +518,8 @@ def fetch(
                 if isinstance(error, FetchError):
                     errors.append(str(error))
                 elif error is not None:
+                    for queued in futures:
+                        queued.cancel()
                     raise error
     if errors:
         raise FetchError("\n  ".join([f"{len(errors)} file(s) failed:", *errors]))
