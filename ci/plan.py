@@ -117,7 +117,7 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
             "runtime",
             [
                 f"docker/ -> {paths.APP_DIR}, workflows/ -> {paths.WORKFLOWS_DIR}",
-                f"port {paths.COMFYUI_PORT}, entrypoint python -m steadydancer.entrypoint",
+                f"port {paths.COMFYUI_PORT}, entrypoint tini -- python -m steadydancer.entrypoint",
             ],
             "nodes + the contents of docker/ and workflows/; labels and environment",
         ),

@@ -241,7 +241,10 @@ def test_unbaked_build_has_no_models() -> None:
 def test_runtime_exposes_comfyui_and_starts_the_entrypoint() -> None:
     ctr = build()
     assert ("withExposedPort", {"port": 8188, "description": "ComfyUI web UI and API"}) in ops(ctr)
-    assert ("withEntrypoint", {"args": ["python", "-m", "steadydancer.entrypoint"]}) in ops(ctr)
+    assert (
+        "withEntrypoint",
+        {"args": ["tini", "--", "python", "-m", "steadydancer.entrypoint"]},
+    ) in ops(ctr)
     assert ("withEnvVariable", {"name": "PYTHONPATH", "value": paths.APP_DIR}) in ops(ctr)
     assert ("withoutMount", {"path": paths.UV_CACHE}) in ops(ctr)
 

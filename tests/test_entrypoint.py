@@ -397,3 +397,80 @@ def test_the_readiness_command_answers_for_a_real_server(tmp_path: Path) -> None
         check=False,
     )
     assert down.returncode == 1 and down.stderr.startswith("not ready:")
+
+
+def wait_for(path: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{path} never appeared"
+
+
+def test_sigterm_during_the_boot_stops_it_before_comfyui(root: Root) -> None:
+    root.bake(*ALL)
+    hooks = root.path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre_start.sh").write_text(f"touch {root.path}/in_pre_start\nsleep 30\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "steadydancer.entrypoint"],
+        env=root.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(root.path / "in_pre_start")
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    assert process.returncode == 143, output
+    assert "SIGTERM: stopped before ComfyUI started" in output
+    assert not root.record.exists()
+
+
+def test_a_failed_boot_keeps_sshd_up_until_the_pod_is_stopped(root: Root) -> None:
+    env = {
+        **root.env,
+        "STEADYDANCER_VARIANT": "fp32",
+        "PUBLIC_KEY": "ssh-ed25519 AAAAONE a\nssh-ed25519 AAAATWO b",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "steadydancer.entrypoint"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(root.path / "sshd.args")
+    time.sleep(1.5)
+    assert process.poll() is None, "the entrypoint should wait on sshd"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 1, output
+    assert "cannot start: models: STEADYDANCER_VARIANT: unknown variant 'fp32'" in output
+    assert "sshd stays up so the pod can be entered" in output
+    keys = Path(env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
+    assert keys.read_text() == "ssh-ed25519 AAAAONE a\nssh-ed25519 AAAATWO b\n"
+    assert (root.path / "run" / "sshd").is_dir()
+
+
+def test_an_sshd_that_cannot_start_is_reported_and_comfyui_still_starts(root: Root) -> None:
+    root.bake(*ALL)
+    broken = executable(
+        root.path / "broken-sshd",
+        "#!/bin/sh\necho 'Missing privilege separation directory' >&2\nexit 255\n",
+    )
+    result = root.boot(PUBLIC_KEY="ssh-ed25519 AAAAONE a", STEADYDANCER_SSHD=str(broken))
+    assert result.returncode == 0, result.stdout
+    assert "services: sshd exited at once with 255" in result.stdout
+    assert root.recorded()["state"] == "running"
+
+
+def test_comfyui_killed_by_a_signal_gives_the_shells_exit_code(root: Root) -> None:
+    root.bake(*ALL)
+    (root.comfyui / "main.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = root.boot()
+    assert result.returncode == 137, result.stdout
+    assert "comfyui: exited with 137" in result.stdout

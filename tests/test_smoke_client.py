@@ -245,3 +245,20 @@ def test_the_attention_backend_is_read_from_the_servers_flags(tmp_path: Path) ->
     argv[-1] = "--use-flash-attention"
     with replaying(cassette) as (url, _):
         assert run(url, tmp_path, "steadydancer-pose", tier="boot").attention == "flash_attn_2"
+
+
+def test_a_history_answer_lost_on_the_way_is_polled_again(tmp_path: Path) -> None:
+    cassette = copy.deepcopy(load("comfyui-cpu-smoke.json"))
+    broken = {"status": 502, "headers": {"Content-Type": "text/html"}, "base64": ""}
+    cassette["GET /history/{prompt_id}"] = [broken, broken, *cassette["GET /history/{prompt_id}"]]
+    with replaying(cassette) as (url, seen):
+        report = run(url, tmp_path)
+    assert report.status == "passed"
+    assert seen.count("GET /history/{prompt_id}") >= 3
+
+
+def test_temp_outputs_are_collected_too() -> None:
+    entry = {
+        "outputs": {"22": {"gifs": [{"filename": "p_00001.mp4", "subfolder": "", "type": "temp"}]}}
+    }
+    assert smoke.output_files(entry, ("22",)) == entry["outputs"]["22"]["gifs"]

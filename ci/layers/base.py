@@ -18,6 +18,7 @@ APT_PACKAGES = (
     "libglib2.0-0",
     "ninja-build",
     "openssh-server",  # RunPod's SSH access, started only when PUBLIC_KEY is set
+    "tini",  # PID 1: reaps orphans and passes signals on to the entrypoint
 )
 
 

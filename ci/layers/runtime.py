@@ -47,7 +47,7 @@ def runtime(
         .with_env_variable("COMFYUI_PORT", str(paths.COMFYUI_PORT))
         .with_workdir(paths.COMFYUI_DIR)
         .with_exposed_port(paths.COMFYUI_PORT, description="ComfyUI web UI and API")
-        .with_entrypoint(["python", "-m", "steadydancer.entrypoint"])
+        .with_entrypoint(["tini", "--", "python", "-m", "steadydancer.entrypoint"])
     )
     labels = {
         "variant": variant,

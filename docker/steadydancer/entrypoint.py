@@ -211,7 +211,22 @@ def run_probe(env: Mapping[str, str]) -> Callable[[str], bool]:
     return probe
 
 
-def supervise(argv: list[str], children: list[subprocess.Popen[bytes]]) -> int:
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived before ComfyUI started."""
+
+
+def stop_early(signum: int, frame: FrameType | None) -> None:
+    """Until ComfyUI runs, a stop request ends the boot: downloads stop, their partials kept."""
+    fetch_models.STOP.set()
+    raise Stopped(signal.Signals(signum).name)
+
+
+def exit_code(code: int) -> int:
+    """A child killed by signal N reports -N; a shell would say 128 + N."""
+    return 128 - code if code < 0 else code
+
+
+def supervise(argv: list[str], children: dict[str, subprocess.Popen[bytes]]) -> int:
     """Run ComfyUI as a child, forward SIGTERM/SIGINT to it, return its exit code."""
     comfyui = subprocess.Popen(argv, cwd=argv[1].rsplit("/", 1)[0])
     log(f"comfyui: started (pid {comfyui.pid}): {shlex.join(argv)}")
@@ -222,56 +237,82 @@ def supervise(argv: list[str], children: list[subprocess.Popen[bytes]]) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    code = comfyui.wait()
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
+    code = exit_code(comfyui.wait())
+    for child in children.values():
+        runpod.stop(child)
     log(f"comfyui: exited with {code}")
     return code
+
+
+def boot_and_run(
+    args: argparse.Namespace, env: dict[str, str], children: dict[str, subprocess.Popen[bytes]]
+) -> int:
+    boot = Boot(env)
+    with step("preflight"):
+        gpu = boot.preflight()
+    if args.check:
+        if gpu:
+            with step("attention"):
+                boot.attention(run_probe(env))
+        return 0
+    paths = runpod.Paths.from_env(env)
+    # SSH first: a pod whose models fail to arrive can still be entered and mended.
+    with step("services"):
+        runpod.export_environment(paths, env)
+        if env.get("PUBLIC_KEY"):
+            sshd = runpod.start_sshd(paths, env["PUBLIC_KEY"])
+            if isinstance(sshd, int):
+                log(f"services: sshd exited at once with {sshd} (see its messages above)")
+            else:
+                children["sshd"] = sshd
+                log("services: sshd started")
+    with step("storage"):
+        layout = boot.prepare_storage()
+    if disabled(env, "ENABLE_STEADYDANCER"):
+        log("models: ENABLE_STEADYDANCER=false, skipped")
+    else:
+        with step("models"):
+            boot.models(layout)
+    with step("attention"):
+        attention = boot.attention(run_probe(env)) if gpu else "sdpa"
+        runpod.export_environment(paths, {**env, "STEADYDANCER_ATTENTION": attention})
+    if pre := runpod.hook(paths, "pre_start.sh"):
+        with step("pre_start"):
+            children["pre_start"] = hook_process = runpod.start_hook(pre)
+            code = hook_process.wait()
+            del children["pre_start"]
+            if code != 0:
+                raise BootError(f"{pre} exited with {code}")
+    # /post_start.sh runs beside ComfyUI, as RunPod's images run it beside their services.
+    if post := runpod.hook(paths, "post_start.sh"):
+        children["post_start"] = runpod.start_hook(post)
+    return supervise(boot.comfyui_argv(layout, attention, gpu), children)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="preflight and attention probe only")
     args = parser.parse_args(argv)
-    env = dict(os.environ)
-    boot = Boot(env)
-    children: list[subprocess.Popen[bytes]] = []
+    signal.signal(signal.SIGTERM, stop_early)
+    signal.signal(signal.SIGINT, stop_early)
+    children: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        with step("preflight"):
-            gpu = boot.preflight()
-        if args.check:
-            if gpu:
-                with step("attention"):
-                    boot.attention(run_probe(env))
-            return 0
-        with step("storage"):
-            layout = boot.prepare_storage()
-        if disabled(env, "ENABLE_STEADYDANCER"):
-            log("models: ENABLE_STEADYDANCER=false, skipped")
-        else:
-            with step("models"):
-                boot.models(layout)
-        with step("attention"):
-            attention = boot.attention(run_probe(env)) if gpu else "sdpa"
-        paths = runpod.Paths.from_env(env)
-        with step("services"):
-            runpod.export_environment(paths, {**env, "STEADYDANCER_ATTENTION": attention})
-            if env.get("PUBLIC_KEY"):
-                children.append(runpod.start_sshd(paths, env["PUBLIC_KEY"]))
-                log("services: sshd started")
-            if pre := runpod.hook(paths, "pre_start.sh"):
-                log(f"services: running {pre}")
-                runpod.run_hook(pre, wait=True)
-        # /post_start.sh runs beside ComfyUI, as RunPod's images run it beside their services.
-        if post := runpod.hook(paths, "post_start.sh"):
-            children.append(runpod.run_hook(post, wait=False))
-        return supervise(boot.comfyui_argv(layout, attention, gpu), children)
-    except (BootError, RuntimeError) as exc:
-        log(f"cannot start: {exc}")
-        for child in children:
-            child.terminate()
-        return 1
+        return boot_and_run(args, dict(os.environ), children)
+    except Stopped as exc:
+        log(f"{exc}: stopped before ComfyUI started")
+        code = 128 + signal.Signals[str(exc)].value
+    except Exception as exc:  # whatever stops the boot is reported as one line, not a traceback
+        message = str(exc) if isinstance(exc, BootError) else f"{type(exc).__name__}: {exc}"
+        log(f"cannot start: {message}")
+        code = 1
+        sshd = children.get("sshd")
+        if sshd is not None and sshd.poll() is None:
+            log("cannot start: sshd stays up so the pod can be entered; stop the pod to end it")
+            signal.signal(signal.SIGTERM, lambda signum, frame: sshd.terminate())
+            sshd.wait()
+    for child in children.values():
+        runpod.stop(child)
+    return code
 
 
 if __name__ == "__main__":

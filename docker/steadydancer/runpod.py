@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,19 +73,31 @@ def export_environment(paths: Paths, env: Mapping[str, str]) -> None:
         )
 
 
-def start_sshd(paths: Paths, public_key: str) -> subprocess.Popen[bytes]:
-    """Authorise the key, make this container's own host keys, start sshd."""
+def start_sshd(paths: Paths, public_key: str) -> subprocess.Popen[bytes] | int:
+    """Authorise the keys, make this container's own host keys, start sshd.
+
+    Returns the running sshd, or its exit code when it stopped at once.
+    """
     paths.ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(paths.ssh_dir, 0o700)
     authorized = paths.ssh_dir / "authorized_keys"
     keys = authorized.read_text().splitlines() if authorized.is_file() else []
-    if public_key.strip() not in keys:
-        authorized.write_text("\n".join([*keys, public_key.strip()]) + "\n")
+    new = [
+        key.strip() for key in public_key.splitlines() if key.strip() and key.strip() not in keys
+    ]
+    if new or not authorized.is_file():
+        authorized.write_text("\n".join([*keys, *new]) + "\n")
     os.chmod(authorized, 0o600)
     # The image ships no host keys (each container would share them): make them now.
     (paths.ssh_root / "etc" / "ssh").mkdir(parents=True, exist_ok=True)
     subprocess.run(["ssh-keygen", "-A", "-f", str(paths.ssh_root)], check=True, capture_output=True)
-    return subprocess.Popen([paths.sshd, "-D", "-e"])
+    # sshd's privilege separation folder; Ubuntu makes it only when the service starts.
+    (paths.ssh_root / "run" / "sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    sshd = subprocess.Popen([paths.sshd, "-D", "-e"], start_new_session=True)
+    try:
+        return sshd.wait(timeout=1)  # exited at once: its exit code
+    except subprocess.TimeoutExpired:
+        return sshd
 
 
 def hook(paths: Paths, name: str) -> Path | None:
@@ -92,10 +105,16 @@ def hook(paths: Paths, name: str) -> Path | None:
     return script if script.is_file() else None
 
 
-def run_hook(script: Path, wait: bool) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(["bash", str(script)])
-    if wait:
-        process.wait()
-        if process.returncode != 0:
-            raise RuntimeError(f"{script} exited with {process.returncode}")
-    return process
+def start_hook(script: Path) -> subprocess.Popen[bytes]:
+    """A hook in a process group of its own, so stopping it stops what it started too."""
+    return subprocess.Popen(["bash", str(script)], start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a child the entrypoint started in its own process group, and the group with it."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        process.terminate()

@@ -113,9 +113,10 @@ class Comfy:
                 response = self.http.get("/system_stats", timeout=10)
                 if response.status_code == 200:
                     stats = response.json()
+                    info = self.http.get("/object_info", timeout=120).json()
                     break
                 last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, ValueError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() - started > deadline_s:
                 raise SmokeError(
@@ -124,7 +125,6 @@ class Comfy:
                     self.log_tail(),
                 )
             sleep(2.0)
-        info = self.http.get("/object_info", timeout=120).json()
         missing = sorted(nodes - set(info))
         if missing:
             raise SmokeError(
@@ -161,9 +161,14 @@ class Comfy:
         return str(body["prompt_id"])
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
-        response = self.http.get(f"/history/{prompt_id}")
-        body = response.json() if response.status_code == 200 else {}
-        entry = body.get(prompt_id)
+        """The prompt's history entry; None while it runs, or while the server cannot be read
+        (a proxy hiccup during a long generation is not a failure: the deadline decides)."""
+        try:
+            response = self.http.get(f"/history/{prompt_id}")
+            body = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return None
+        entry = body.get(prompt_id) if isinstance(body, dict) else None
         return entry if isinstance(entry, dict) else None
 
     def follow(
@@ -255,14 +260,15 @@ def execution_failure(status: dict[str, Any]) -> str:
 
 
 def output_files(entry: dict[str, Any], nodes: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Every file the output nodes reported, whatever key holds it (images, gifs, videos)."""
+    """Every file the output nodes reported, whatever key holds it (images, gifs, videos).
+
+    Files of type temp (a VideoCombine with save_output off) count too: /view serves them.
+    """
     files = []
     for node in nodes or tuple(entry.get("outputs", {})):
         produced = entry.get("outputs", {}).get(node, {})
         for key in ("images", "gifs", "videos"):
-            files += [
-                item for item in produced.get(key, []) if item.get("type", "output") == "output"
-            ]
+            files += list(produced.get(key, []))
     return files
 
 
