@@ -18,6 +18,7 @@ from ci import doctor as doctor_checks
 from ci import image, pins, plan, relock
 from ci import smoke_test as on_engine
 from ci import validate as validation
+from ci.installs import Installer
 from ci.layers import models as models_layer
 from ci.layers.attention import AttentionPlan, AttentionUnavailable, EngineProbe, Probe
 from ci.lock import LockError
@@ -73,6 +74,8 @@ async def _after_attention(
 
 
 async def _plan(options: BuildOptions) -> AttentionPlan:
+    # Says, for a profile without a lock, that its packages resolve at build time.
+    print(f"python packages: {Installer.for_profile(options.profile).describe()}")
     chosen = await image.plan_attention(options, attention_probe())
     print(f"attention: {chosen.backend} from {chosen.origin} ({chosen.reason})")
     return chosen

@@ -128,3 +128,12 @@ def test_build_through_the_module_records_the_branch_it_chose(
         ctr = call("build", variant="fp16", attention="auto")
     assert ("withLabel", {"name": "org.steadydancer.attention", "value": "xformers"}) in ops(ctr)
     assert any("xformers==0.0.29.post1" in args for args in execs(ctr))
+
+
+def test_a_profile_without_a_lock_says_it_resolves_at_build_time(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ci.main, "attention_probe", lambda: LocalProbe(build_succeeds=False))
+    call("build", profile="cu121", attention="xformers")
+    printed = capsys.readouterr().out
+    assert "profile cu121 has no lock yet" in printed and "resolved at build time" in printed
