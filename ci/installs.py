@@ -54,7 +54,7 @@ class Installer:
     ) -> dagger.Container:
         """Install `specs` and the requirements of `trees`, then check nothing pinned moved."""
         trees = trees or {}
-        files = dag.directory().with_new_file("overrides.txt", "\n".join(pins.overrides()) + "\n")
+        files = dag.directory().with_new_file("overrides.txt", pins.overrides_text())
         if self.lock is not None:
             roots = self.lock.pin_all(specs)
             for pin in trees:
@@ -62,9 +62,7 @@ class Installer:
             files = files.with_new_file("lock.txt", self.lock.subset(roots))
             args = ["--require-hashes", "--constraint", f"{MOUNT}/lock.txt", *roots]
         else:
-            files = files.with_new_file(
-                "constraints.txt", "\n".join(pins.constraints(self.profile)) + "\n"
-            )
+            files = files.with_new_file("constraints.txt", pins.constraints_text(self.profile))
             args = ["--constraint", f"{MOUNT}/constraints.txt", *specs]
             for pin, tree in trees.items():
                 files = files.with_file(f"{pin.name}.txt", tree.file("requirements.txt"))

@@ -250,8 +250,8 @@ def input_files(profile: pins.Profile) -> dict[str, str]:
     """The files a resolution reads, by their path relative to its working folder."""
     return {
         "roots.in": "\n".join(root_requirements(profile)) + "\n",
-        "constraints.txt": "\n".join(pins.constraints(profile)) + "\n",
-        "overrides.txt": "\n".join(pins.overrides()) + "\n",
+        "constraints.txt": pins.constraints_text(profile),
+        "overrides.txt": pins.overrides_text(),
     }
 
 

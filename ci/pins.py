@@ -267,6 +267,16 @@ def overrides() -> list[str]:
     return [f'{name} ; sys_platform == "never"' for name in EXCLUDED_DISTRIBUTIONS]
 
 
+def constraints_text(profile: Profile) -> str:
+    """constraints() as the file uv and pip read."""
+    return "\n".join(constraints(profile)) + "\n"
+
+
+def overrides_text() -> str:
+    """overrides() as the file uv reads."""
+    return "\n".join(overrides()) + "\n"
+
+
 def table() -> list[tuple[str, str, str]]:
     """(component, pinned value, reason) for every pin, in layer order."""
     rows = [

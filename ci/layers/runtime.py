@@ -18,8 +18,8 @@ def pin_files(profile: pins.Profile) -> dagger.Directory:
     """The constraints and overrides later installs in the running image are held to."""
     return (
         dag.directory()
-        .with_new_file("constraints.txt", "\n".join(pins.constraints(profile)) + "\n")
-        .with_new_file("overrides.txt", "\n".join(pins.overrides()) + "\n")
+        .with_new_file("constraints.txt", pins.constraints_text(profile))
+        .with_new_file("overrides.txt", pins.overrides_text())
     )
 
 

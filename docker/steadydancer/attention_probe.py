@@ -12,8 +12,9 @@ from __future__ import annotations
 import sys
 import time
 
+from steadydancer.gpu_check import FLASH_ATTN_MIN_CAPABILITY
+
 BACKENDS = ("flash_attn_2", "xformers", "sdpa")
-FLASH_ATTN_MIN_CAPABILITY = (8, 0)
 
 
 def probe(backend: str) -> str:

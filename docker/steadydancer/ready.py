@@ -11,7 +11,13 @@ import os
 import sys
 import urllib.request
 
-NODES = ("WanVideoModelLoader", "WanVideoAddSteadyDancerEmbeds", "VHS_VideoCombine")
+NODES = (
+    "WanVideoModelLoader",
+    "WanVideoAddSteadyDancerEmbeds",
+    "PoseDetectionOneToAllAnimation",
+    "VHS_VideoCombine",
+)
+"""The nodes whose packs must have imported for SteadyDancer to run (also the smoke test's)."""
 
 
 def get(port: str, path: str) -> object:

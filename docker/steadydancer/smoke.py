@@ -28,13 +28,8 @@ from typing import Any
 import httpx
 
 from steadydancer import synthetic, workflows
+from steadydancer.ready import NODES as STEADYDANCER_NODES
 
-STEADYDANCER_NODES = (
-    "WanVideoModelLoader",
-    "WanVideoAddSteadyDancerEmbeds",
-    "PoseDetectionOneToAllAnimation",
-    "VHS_VideoCombine",
-)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
 OOM_MARKERS = ("OutOfMemoryError", "out of memory", "CUDA error: out of memory")
 
