@@ -165,6 +165,17 @@ def root(tmp_path: Path, hub: Hub) -> Root:
 ALL = ("steadydancer-fp8", "umt5-xxl-fp8", "wan-vae-bf16", "yolov10m")
 
 
+def start(env: dict[str, str]) -> subprocess.Popen[str]:
+    """The entrypoint in the background, its output collected, for tests that signal it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "steadydancer.entrypoint"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def tree(folder: Path) -> dict[str, tuple[int, int]]:
     return {
         str(path.relative_to(folder)): (path.stat().st_mtime_ns, path.stat().st_size)
@@ -295,13 +306,7 @@ def test_the_attention_probe_falls_back_to_what_runs(
 def test_sigterm_reaches_comfyui_and_its_exit_code_is_kept(root: Root) -> None:
     root.bake(*ALL)
     env = {**root.env, "STAND_IN_WAIT": "1", "PUBLIC_KEY": "ssh-ed25519 AAAATEST user@test"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "steadydancer.entrypoint"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start(env)
     deadline = time.monotonic() + 30
     while not root.record.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -411,13 +416,7 @@ def test_sigterm_during_the_boot_stops_it_before_comfyui(root: Root) -> None:
     hooks = root.path / "hooks"
     hooks.mkdir()
     (hooks / "pre_start.sh").write_text(f"touch {root.path}/in_pre_start\nsleep 30\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "steadydancer.entrypoint"],
-        env=root.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start(root.env)
     wait_for(root.path / "in_pre_start")
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
@@ -434,13 +433,7 @@ def test_a_failed_boot_keeps_sshd_up_until_the_pod_is_stopped(root: Root) -> Non
         "STEADYDANCER_VARIANT": "fp32",
         "PUBLIC_KEY": "ssh-ed25519 AAAAONE a\nssh-ed25519 AAAATWO b",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "steadydancer.entrypoint"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start(env)
     wait_for(root.path / "sshd.args")
     time.sleep(1.5)
     assert process.poll() is None, "the entrypoint should wait on sshd"

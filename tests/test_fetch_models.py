@@ -7,6 +7,7 @@ the Hub's error codes) and injects the faults users meet.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -66,6 +67,12 @@ def run(
     )
 
 
+def vae(hub: Hub, content: bytes) -> list[dict[str, object]]:
+    """The Wan VAE served by `hub` with `content`, and its manifest entry."""
+    hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    return [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)]
+
+
 def three_files(hub: Hub) -> list[dict[str, object]]:
     onnx = os.urandom(3 * MiB)
     data = os.urandom(5 * MiB)
@@ -111,13 +118,13 @@ def test_files_land_verified_and_a_second_run_needs_no_network(tmp_path: Path) -
 def test_server_errors_are_retried(tmp_path: Path) -> None:
     hub = Hub()
     content = os.urandom(MiB)
-    hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    entries = vae(hub, content)
     hub.errors["Wan2_1_VAE_bf16.safetensors"] = [503, 500]
     with serve(hub) as endpoint:
         result = run(
             endpoint,
             tmp_path,
-            [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+            entries,
         )
     assert result.returncode == 0, result.stderr
     assert "HTTP 503; retry 1/5" in result.stdout and "HTTP 500; retry 2/5" in result.stdout
@@ -154,7 +161,7 @@ def test_a_cut_transfer_resumes_where_it_stopped(tmp_path: Path) -> None:
 def test_a_partial_file_left_by_a_killed_run_is_resumed(tmp_path: Path) -> None:
     hub = Hub()
     content = os.urandom(4 * MiB)
-    hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    entries = vae(hub, content)
     folder = tmp_path / "models" / "vae"
     folder.mkdir(parents=True)
     (folder / ".Wan2_1_VAE_bf16.safetensors.partial").write_bytes(content[: 3 * MiB])
@@ -162,7 +169,7 @@ def test_a_partial_file_left_by_a_killed_run_is_resumed(tmp_path: Path) -> None:
         result = run(
             endpoint,
             tmp_path,
-            [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+            entries,
         )
     assert result.returncode == 0, result.stderr
     assert "resuming at 0.00 GB" in result.stdout or "resuming at" in result.stdout
@@ -173,13 +180,14 @@ def test_a_partial_file_left_by_a_killed_run_is_resumed(tmp_path: Path) -> None:
 def test_wrong_bytes_are_removed_and_both_digests_shown(tmp_path: Path) -> None:
     hub = Hub()
     content = os.urandom(MiB)
-    digest = hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    entries = vae(hub, content)
+    digest = hashlib.sha256(content).hexdigest()
     hub.corrupt["Wan2_1_VAE_bf16.safetensors"] = bytes(MiB)
     with serve(hub) as endpoint:
         result = run(
             endpoint,
             tmp_path,
-            [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+            entries,
         )
     assert result.returncode == 1
     zeros = "30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58"
@@ -194,13 +202,13 @@ def test_wrong_bytes_are_removed_and_both_digests_shown(tmp_path: Path) -> None:
 def test_a_stalled_server_times_out_and_is_retried(tmp_path: Path) -> None:
     hub = Hub()
     content = os.urandom(MiB)
-    hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    entries = vae(hub, content)
     hub.stall["Wan2_1_VAE_bf16.safetensors"] = 3.0
     with serve(hub) as endpoint:
         result = run(
             endpoint,
             tmp_path,
-            [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+            entries,
             "--timeout",
             "1",
         )
@@ -246,12 +254,12 @@ def test_too_little_disk_fails_before_the_first_byte(tmp_path: Path) -> None:
     try:
         hub = Hub()
         content = os.urandom(8 * MiB)
-        hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+        entries = vae(hub, content)
         with serve(hub) as endpoint:
             result = run(
                 endpoint,
                 tmp_path,
-                [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+                entries,
                 dest=small,
             )
         assert result.returncode == 1
@@ -264,13 +272,13 @@ def test_too_little_disk_fails_before_the_first_byte(tmp_path: Path) -> None:
 def test_the_token_reaches_the_hub_only_and_is_never_printed(tmp_path: Path) -> None:
     hub = Hub()
     content = os.urandom(MiB)
-    hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    entries = vae(hub, content)
     secret = "hf_not_a_real_token_0123456789"
     with serve(hub) as endpoint:
         result = run(
             endpoint,
             tmp_path,
-            [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+            entries,
             env={"HF_TOKEN": secret},
         )
     assert result.returncode == 0, result.stderr
@@ -318,8 +326,6 @@ def test_check_reports_sizes_gating_and_every_problem_without_downloading(tmp_pa
 
 
 def hub_digest(hub: Hub, path: str) -> str:
-    import hashlib
-
     return next(hashlib.sha256(c).hexdigest() for (_, p), c in hub.files.items() if p == path)
 
 
@@ -381,14 +387,14 @@ def test_the_fetcher_also_runs_with_the_images_huggingface_hub(tmp_path: Path) -
 def test_a_server_that_ignores_range_restarts_the_file_cleanly(tmp_path: Path) -> None:
     hub = Hub()
     content = os.urandom(24 * MiB)
-    hub.add("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", content)
+    entries = vae(hub, content)
     hub.cut_after["Wan2_1_VAE_bf16.safetensors"] = 18 * MiB
     hub.ignore_range.add("Wan2_1_VAE_bf16.safetensors")
     with serve(hub) as endpoint:
         result = run(
             endpoint,
             tmp_path,
-            [entry("Kijai/WanVideo_comfy", "Wan2_1_VAE_bf16.safetensors", "vae", content)],
+            entries,
         )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "models" / "vae" / "Wan2_1_VAE_bf16.safetensors").read_bytes() == content
