@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HUB = "https://huggingface.co"
 CATALOG_FILE = Path(
     os.environ.get("STEADYDANCER_CATALOG") or Path(__file__).with_name("catalog.json")
 )
@@ -42,10 +41,6 @@ class ModelFile:
     def target(self) -> str:
         """Path relative to ComfyUI's models/ directory."""
         return f"{self.folder}/{self.filename}"
-
-    @property
-    def url(self) -> str:
-        return f"{HUB}/{self.repo}/blob/{self.revision}/{self.path}"
 
     def to_manifest(self) -> dict[str, object]:
         """What the fetcher needs of the entry."""
