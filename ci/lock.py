@@ -6,12 +6,16 @@ hashes. ci/locks/requirements/ holds each pinned tree's requirements.txt, the in
 of that resolution. mmcv (compiled in the build) and the flash-attn release wheel
 are not on the index; they are pinned by version, the wheel also by its sha256.
 
-Usage: python -m ci.lock [--profile cu124] [--check]
+A lock is reproducible: it is resolved with uv's --exclude-newer at a cutoff recorded
+in its header, so checking it later asks PyPI the same question and gets the same
+answer whatever has been published since. Moving the cutoff is a deliberate step
+(--upgrade), which prints every package that changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import shutil
 import subprocess
@@ -33,6 +37,8 @@ PLATFORM = "x86_64-manylinux_2_35"
 LOCK_COMMAND = "python -m ci.lock"
 FLASH_ATTN_DIGEST = "# flash-attn wheel sha256:"
 INPUT_LINE = "# input: "
+CUTOFF_LINE = "# resolved by uv "
+"""Followed by `<uv version> with --exclude-newer <RFC 3339 UTC time>`."""
 TARGET_ENVIRONMENT = {
     "implementation_name": "cpython",
     "os_name": "posix",
@@ -135,6 +141,9 @@ class Lock:
     """For each package, its requirement line and hashes, as in the lock."""
     inputs: dict[str, str] = field(default_factory=dict)
     """The commit of each pinned tree whose requirements were resolved."""
+    cutoff: str | None = None
+    """uv's --exclude-newer for this lock: nothing published later takes part."""
+    uv_version: str | None = None
 
     @classmethod
     def parse(cls, profile: str, text: str) -> Lock:
@@ -144,9 +153,13 @@ class Lock:
         entries: dict[str, list[str]] = {}
         inputs: dict[str, str] = {}
         current = ""
-        digest = None
+        digest = cutoff = uv_version = None
         for line in text.splitlines():
             stripped = line.strip()
+            if line.startswith(CUTOFF_LINE):
+                uv_version, _, cutoff = line.removeprefix(CUTOFF_LINE).partition(
+                    " with --exclude-newer "
+                )
             if line.startswith(FLASH_ATTN_DIGEST):
                 digest = line.removeprefix(FLASH_ATTN_DIGEST).strip() or None
             if line.startswith(INPUT_LINE):
@@ -169,7 +182,9 @@ class Lock:
             raise LockError(f"the {profile} lock pins no package")
         unhashed = tuple(sorted(name for name, ok in hashed.items() if not ok))
         blocks = {name: "\n".join(lines) + "\n" for name, lines in entries.items()}
-        return cls(profile, text, versions, unhashed, digest, via, blocks, inputs)
+        return cls(
+            profile, text, versions, unhashed, digest, via, blocks, inputs, cutoff, uv_version
+        )
 
     def closure(self, names: Iterable[str]) -> set[str]:
         """The packages `names` need, themselves included, following the lock's `via` notes."""
@@ -235,11 +250,12 @@ def tree_roots(lock: Lock, pin: pins.GitPin) -> list[str]:
     ]
 
 
-def header(profile: pins.Profile, flash_attn_sha256: str | None = None) -> str:
+def header(profile: pins.Profile, cutoff: str, flash_attn_sha256: str | None = None) -> str:
     lines = [
         f"# steady-dancer lock, profile {profile.name}: Python {pins.PYTHON_VERSION}, {PLATFORM}.",
         f"# Made by `{LOCK_COMMAND} --profile {profile.name}` (or `dagger call lock`); "
         "do not edit by hand.",
+        f"{CUTOFF_LINE}{pins.UV_VERSION} with --exclude-newer {cutoff}",
         *(f"{INPUT_LINE}{pin.name} @ {pin.commit}" for pin in sources()),
         f"{FLASH_ATTN_DIGEST} {flash_attn_sha256 or ''}".rstrip(),
     ]
@@ -255,7 +271,52 @@ def input_files(profile: pins.Profile) -> dict[str, str]:
     }
 
 
-def compile_command(profile: pins.Profile, python: str, output: str) -> list[str]:
+def now_cutoff(now: datetime.datetime | None = None) -> str:
+    """A cutoff for --upgrade: the current UTC time, to the second."""
+    moment = (now or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
+    return moment.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_cutoff(text: str) -> str:
+    """A cutoff as uv reads it (RFC 3339 in UTC), from a date or a date and time."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise LockError(
+            f"{text!r} is not a cutoff: give a date (2026-12-01) or a UTC time "
+            "(2026-12-01T00:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return now_cutoff(moment)
+
+
+def recorded_cutoff(profile: pins.Profile) -> str:
+    """The cutoff the profile's lock was made with; a profile without a lock uses the default's."""
+    for name in (profile.name, pins.DEFAULT_PROFILE):
+        current = load(name)
+        if current is not None and current.cutoff:
+            return current.cutoff
+    raise LockError(
+        f"no lock records a cutoff: run `{LOCK_COMMAND} --profile {profile.name} --upgrade`"
+    )
+
+
+def changes(old: Lock | None, new: Lock) -> list[str]:
+    """What moved between two locks: `name old -> new`, added and removed packages."""
+    before = old.versions if old else {}
+    lines = []
+    for name in sorted(set(before) | set(new.versions)):
+        was, now = before.get(name), new.versions.get(name)
+        if was == now:
+            if old is not None and old.entries.get(name) != new.entries.get(name):
+                lines.append(f"{name} {now}: other files (hashes changed)")
+            continue
+        lines.append(f"{name} {was or '(absent)'} -> {now or '(removed)'}")
+    return lines
+
+
+def compile_command(profile: pins.Profile, python: str, output: str, cutoff: str) -> list[str]:
     """The uv resolution, run in a folder holding input_files() and requirements/."""
     index = (
         ["--extra-index-url", profile.torch_index_url, "--index-strategy", "unsafe-best-match"]
@@ -283,14 +344,16 @@ def compile_command(profile: pins.Profile, python: str, output: str) -> list[str
         python,
         "--no-build-isolation-package",
         pins.CHUMPY.name,
+        "--exclude-newer",
+        cutoff,
         *index,
         "--output-file",
         output,
     ]
 
 
-def resolve_locally(profile: pins.Profile, uv: str) -> str:
-    """Resolve the profile's lock against the indexes reachable from here."""
+def resolve_locally(profile: pins.Profile, uv: str, cutoff: str) -> str:
+    """Resolve the profile's lock against the indexes reachable from here, as of `cutoff`."""
     with tempfile.TemporaryDirectory(prefix="steadydancer-lock-") as tmp:
         work = Path(tmp)
         for name, text in input_files(profile).items():
@@ -316,12 +379,14 @@ def resolve_locally(profile: pins.Profile, uv: str) -> str:
             [uv, "pip", "install", "--quiet", "--python", python, pins.SETUPTOOLS.requirement],
             check=True,
         )
-        command = compile_command(profile, python, "lock.txt")
+        command = compile_command(profile, python, "lock.txt", cutoff)
         command[0] = uv
-        subprocess.run(command, cwd=work, check=True)
+        resolved = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+        if resolved.returncode != 0:
+            raise LockError(f"uv could not resolve it:\n{resolved.stderr.strip()}")
         body = (work / "lock.txt").read_text()
     current = load(profile.name)
-    return header(profile, current.flash_attn_sha256 if current else None) + body
+    return header(profile, cutoff, current.flash_attn_sha256 if current else None) + body
 
 
 def find_uv() -> str | None:
@@ -334,35 +399,89 @@ def find_uv() -> str | None:
     return str(find_uv_bin())
 
 
+def uv_version(uv: str) -> str:
+    return subprocess.run(
+        [uv, "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default=pins.DEFAULT_PROFILE, choices=sorted(pins.PROFILES))
+    parser = argparse.ArgumentParser(
+        description="Resolve a profile's hashed lock (ci/locks/<profile>.txt) with uv, "
+        "reproducibly: as of the cutoff recorded in the lock, unless --upgrade moves it.",
+        epilog="Without --check or --upgrade, the lock is written again at its recorded "
+        "cutoff (after a pin or requirements change).",
+    )
     parser.add_argument(
-        "--check", action="store_true", help="fail if the committed lock differs from a fresh one"
+        "--profile",
+        default=pins.DEFAULT_PROFILE,
+        choices=sorted(pins.PROFILES),
+        help=f"CUDA profile whose lock to resolve (default: {pins.DEFAULT_PROFILE})",
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument(
+        "--check",
+        action="store_true",
+        help="resolve at the lock's own cutoff and fail, printing the differences, "
+        "if the committed lock is not that resolution byte for byte",
+    )
+    action.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="move the cutoff forward (to now, or to --exclude-newer) and print "
+        "every package that changed, old -> new",
+    )
+    parser.add_argument(
+        "--exclude-newer",
+        metavar="WHEN",
+        help="with --upgrade: the new cutoff, a date or UTC time (default: now)",
     )
     args = parser.parse_args(argv)
+    if args.exclude_newer and not args.upgrade:
+        parser.error("--exclude-newer moves the cutoff: use it with --upgrade")
     profile = pins.PROFILES[args.profile]
     uv = find_uv()
     if uv is None:
         print("error: uv is not installed (pip install -e '.[dev]')", file=sys.stderr)
         return 2
+    if uv_version(uv) != pins.UV_VERSION:
+        print(
+            f"error: {uv} is uv {uv_version(uv)}, but locks are made with uv {pins.UV_VERSION}: "
+            "pip install -e '.[dev]'",
+            file=sys.stderr,
+        )
+        return 2
+    path = lock_path(profile.name)
+    current = load(profile.name)
     try:
-        fresh = resolve_locally(profile, uv)
-    except (LockError, subprocess.CalledProcessError) as exc:
+        if args.upgrade:
+            cutoff = parse_cutoff(args.exclude_newer) if args.exclude_newer else now_cutoff()
+        else:
+            cutoff = recorded_cutoff(profile)
+        fresh = resolve_locally(profile, uv, cutoff)
+    except LockError as exc:
         print(f"error: cannot resolve the {profile.name} lock: {exc}", file=sys.stderr)
         return 1
-    path = lock_path(profile.name)
+    moved = changes(current, Lock.parse(profile.name, fresh))
     if args.check:
-        if not path.is_file() or path.read_text() != fresh:
-            print(
-                f"{path} is not current: run `{LOCK_COMMAND} --profile {profile.name}`",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{path} is current")
-        return 0
+        if current is not None and current.text == fresh:
+            print(f"{path} is current (uv {pins.UV_VERSION}, --exclude-newer {cutoff})")
+            return 0
+        print(
+            f"{path} is not what uv resolves at its cutoff {cutoff}:",
+            *moved,
+            sep="\n  ",
+            file=sys.stderr,
+        )
+        if not moved:
+            print("  (same packages and files; the header or order differs)", file=sys.stderr)
+        print(f"run `{LOCK_COMMAND} --profile {profile.name}` and commit it", file=sys.stderr)
+        return 1
     path.write_text(fresh)
-    print(f"wrote {path} ({len(Lock.parse(profile.name, fresh).versions)} packages)")
+    print(
+        f"wrote {path} ({len(Lock.parse(profile.name, fresh).versions)} packages, cutoff {cutoff})"
+    )
+    print(*(moved or ["no package changed"]), sep="\n")
     return 0
 
 

@@ -16,19 +16,27 @@ from steadydancer import catalog, workflows
 
 from ci import doctor as doctor_checks
 from ci import image, pins, plan, relock
+from ci import lock as locks
 from ci import smoke_test as on_engine
 from ci import validate as validation
+from ci.choices import AttentionMode, ProfileName, Tier
 from ci.installs import Installer
 from ci.layers import models as models_layer
 from ci.layers.attention import AttentionPlan, AttentionUnavailable, EngineProbe, Probe
 from ci.lock import LockError
 from ci.options import BuildOptions, InputError
 
-Variant = Annotated[str, Doc("model variant: fp8 (default), fp16, gguf-q5_k_m or gguf-q6_k")]
-Profile = Annotated[str, Doc("CUDA profile: cu124 (default, CUDA 12.4.1) or cu121 (CUDA 12.1.1)")]
-Attention = Annotated[
-    str, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
+# Variants hold hyphens, which an enum member cannot: a string, its choices in the Doc.
+Variant = Annotated[
+    str, Doc(f"model variant: {', '.join(catalog.VARIANTS)} (default {catalog.DEFAULT_VARIANT})")
 ]
+Profile = Annotated[
+    ProfileName, Doc("CUDA profile: cu124 (default, CUDA 12.4.1) or cu121 (CUDA 12.1.1)")
+]
+Attention = Annotated[
+    AttentionMode, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
+]
+DEFAULT_PROFILE = ProfileName(pins.DEFAULT_PROFILE)
 EnableFlashAttn = Annotated[
     bool, Doc("false forces the xformers branch, like the seed's ENABLE_FLASH_ATTN=false")
 ]
@@ -61,14 +69,16 @@ def reported() -> Iterator[None]:
 
 async def _after_attention(
     layer: Callable[[pins.Profile, AttentionPlan], dagger.Container],
-    profile: str,
-    attention: str,
+    profile: ProfileName,
+    attention: AttentionMode,
     enable_flash_attn: bool,
 ) -> dagger.Container:
     """A layer from the attention layer on: the branch is chosen first."""
     with reported():
         options = BuildOptions.parse(
-            profile_name=profile, attention_mode=attention, enable_flash_attn=enable_flash_attn
+            profile_name=profile.value,
+            attention_mode=attention.value,
+            enable_flash_attn=enable_flash_attn,
         )
         return layer(options.profile, await _plan(options))
 
@@ -86,47 +96,55 @@ class SteadyDancer:
     """Builds, checks and smoke-tests the SteadyDancer ComfyUI image, one function per layer."""
 
     @function
-    def validate(self, profile: Profile = pins.DEFAULT_PROFILE) -> str:
+    def validate(self, profile: Profile = DEFAULT_PROFILE) -> str:
         """Seconds, no build: compatibility rules, pins against the lock, node requirements."""
         with reported():
-            chosen = BuildOptions.parse(profile_name=profile).profile
+            chosen = BuildOptions.parse(profile_name=profile.value).profile
         sections = validation.validate(chosen)
         report = validation.render(chosen, sections, 0.0).rsplit(" in ", 1)[0]
         if any(section.findings for section in sections):
             raise FunctionError(report)
         return report
 
-    @function
-    async def lock(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Directory:
+    # An upgrade's cutoff is "now": a result remembered for days would be another day's now.
+    @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
+    async def lock(
+        self,
+        profile: Profile = DEFAULT_PROFILE,
+        upgrade: Annotated[
+            bool, Doc("move the cutoff to now; otherwise resolve at the committed locks' cutoff")
+        ] = False,
+    ) -> dagger.Directory:
         """Resolve the profile's hashed lock from the pinned trees (needs the internet)."""
         with reported():
-            chosen = BuildOptions.parse(profile_name=profile).profile
-        return await relock.lock_directory(chosen)
+            chosen = BuildOptions.parse(profile_name=profile.value).profile
+            cutoff = locks.now_cutoff() if upgrade else locks.recorded_cutoff(chosen)
+        return await relock.lock_directory(chosen, cutoff)
 
     @function
-    def base(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
+    def base(self, profile: Profile = DEFAULT_PROFILE) -> dagger.Container:
         """Layer 1: CUDA devel image, system packages, Python 3.11 venv and uv."""
         with reported():
-            return image.base_layer(BuildOptions.parse(profile_name=profile).profile)
+            return image.base_layer(BuildOptions.parse(profile_name=profile.value).profile)
 
     @function
-    def torch(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
+    def torch(self, profile: Profile = DEFAULT_PROFILE) -> dagger.Container:
         """Layer 2: base plus the exact torch/torchvision/torchaudio trio of the profile."""
         with reported():
-            return image.torch_layer(BuildOptions.parse(profile_name=profile).profile)
+            return image.torch_layer(BuildOptions.parse(profile_name=profile.value).profile)
 
     @function
-    def openmmlab(self, profile: Profile = pins.DEFAULT_PROFILE) -> dagger.Container:
+    def openmmlab(self, profile: Profile = DEFAULT_PROFILE) -> dagger.Container:
         """Layer 3: torch plus mmcv compiled with CUDA ops, mmengine, mmdet, mmpose, DWPose."""
         with reported():
-            return image.openmmlab_layer(BuildOptions.parse(profile_name=profile).profile)
+            return image.openmmlab_layer(BuildOptions.parse(profile_name=profile.value).profile)
 
     # The attention branch is decided afresh in each session, not remembered for days.
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def attention(
         self,
-        profile: Profile = pins.DEFAULT_PROFILE,
-        attention: Attention = "auto",
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 4: openmmlab plus flash-attn (wheel, else source build) or xformers."""
@@ -135,8 +153,8 @@ class SteadyDancer:
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def comfyui(
         self,
-        profile: Profile = pins.DEFAULT_PROFILE,
-        attention: Attention = "auto",
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 5: attention plus ComfyUI at its pinned commit and its requirements."""
@@ -145,8 +163,8 @@ class SteadyDancer:
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def nodes(
         self,
-        profile: Profile = pins.DEFAULT_PROFILE,
-        attention: Attention = "auto",
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 6: comfyui plus the four SteadyDancer node packs at their pinned commits."""
@@ -187,8 +205,8 @@ class SteadyDancer:
     async def build(
         self,
         variant: Variant = catalog.DEFAULT_VARIANT,
-        profile: Profile = pins.DEFAULT_PROFILE,
-        attention: Attention = "auto",
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
         enable_flash_attn: EnableFlashAttn = True,
         bake_models: BakeModels = True,
         hf_token: HfToken = None,
@@ -197,8 +215,8 @@ class SteadyDancer:
         with reported():
             options = BuildOptions.parse(
                 variant_name=variant,
-                profile_name=profile,
-                attention_mode=attention,
+                profile_name=profile.value,
+                attention_mode=attention.value,
                 enable_flash_attn=enable_flash_attn,
                 bake_models=bake_models,
             )
@@ -209,8 +227,8 @@ class SteadyDancer:
         self,
         variant: Variant = catalog.DEFAULT_VARIANT,
         tier: Annotated[
-            str, Doc("boot: CUDA and the SteadyDancer nodes; generate: also render a clip")
-        ] = "generate",
+            Tier, Doc("boot: CUDA and the SteadyDancer nodes; generate: also render a clip")
+        ] = Tier.generate,
         workflow: Annotated[
             str, Doc("steadydancer-pose (default), steadydancer-dance or cpu-smoke")
         ] = "steadydancer-pose",
@@ -218,8 +236,8 @@ class SteadyDancer:
         width: Annotated[int, Doc("clip width")] = 480,
         height: Annotated[int, Doc("clip height")] = 832,
         steps: Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")] = 4,
-        profile: Profile = pins.DEFAULT_PROFILE,
-        attention: Attention = "auto",
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
         bake_models: BakeModels = True,
         hf_token: HfToken = None,
     ) -> dagger.Directory:
@@ -227,12 +245,10 @@ class SteadyDancer:
         with reported():
             options = BuildOptions.parse(
                 variant_name=variant,
-                profile_name=profile,
-                attention_mode=attention,
+                profile_name=profile.value,
+                attention_mode=attention.value,
                 bake_models=bake_models,
             )
-            if tier not in on_engine.TIERS:
-                raise InputError(f"unknown tier {tier!r}; accepted: {', '.join(on_engine.TIERS)}")
             if workflow not in workflows.names(source_workflows()):
                 known = ", ".join(workflows.names(source_workflows()))
                 raise InputError(f"unknown workflow {workflow!r}; accepted: {known}")
@@ -241,7 +257,13 @@ class SteadyDancer:
         if workflow != "cpu-smoke":
             sets.append(f"steps={steps}")
         run = on_engine.client(
-            built, on_engine.service(built), workflow, tier, variant, sets, str(time.time_ns())
+            built,
+            on_engine.service(built),
+            workflow,
+            tier.value,
+            variant,
+            sets,
+            str(time.time_ns()),
         )
         if await run.exit_code() != 0:
             report = await run.directory(on_engine.OUT).file("report.json").contents()
@@ -252,25 +274,25 @@ class SteadyDancer:
     def plan(
         self,
         variant: Variant = catalog.DEFAULT_VARIANT,
-        profile: Profile = pins.DEFAULT_PROFILE,
-        attention: Attention = "auto",
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
         bake_models: BakeModels = True,
     ) -> str:
         """The layers of a build, their pins and what each one's cache depends on (no build)."""
         with reported():
             options = BuildOptions.parse(
                 variant_name=variant,
-                profile_name=profile,
-                attention_mode=attention,
+                profile_name=profile.value,
+                attention_mode=attention.value,
                 bake_models=bake_models,
             )
             return plan.render(options)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
-    async def doctor(self, profile: Profile = pins.DEFAULT_PROFILE) -> str:
+    async def doctor(self, profile: Profile = DEFAULT_PROFILE) -> str:
         """GPU check in the engine: nvidia-smi and torch see the GPU, the driver runs the CUDA."""
         with reported():
-            chosen = BuildOptions.parse(profile_name=profile).profile
+            chosen = BuildOptions.parse(profile_name=profile.value).profile
         container = doctor_checks.doctor_container(chosen, str(time.time_ns()))
         try:
             return await container.stdout()

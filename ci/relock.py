@@ -1,7 +1,8 @@
 """The lock resolved on the engine: requirements read from the pinned git trees, any index.
 
 `dagger call lock --profile cu121 export --path ci/locks` writes the lock and the
-requirement copies it was made from; the flash-attn release wheel's sha256 is
+requirement copies it was made from, resolved at the cutoff the committed locks
+record (`--upgrade` moves it to now); the flash-attn release wheel's sha256 is
 recorded in the lock's header.
 """
 
@@ -20,7 +21,7 @@ WORK = "/lock"
 BUILD_ENV = "/build-env"
 
 
-def resolver(profile: pins.Profile) -> dagger.Container:
+def resolver(profile: pins.Profile, cutoff: str) -> dagger.Container:
     inputs = dag.directory()
     for name, text in locks.input_files(profile).items():
         inputs = inputs.with_new_file(name, text)
@@ -43,7 +44,7 @@ def resolver(profile: pins.Profile) -> dagger.Container:
         )
         .with_directory(WORK, inputs)
         .with_workdir(WORK)
-        .with_exec(locks.compile_command(profile, f"{BUILD_ENV}/bin/python", "lock.txt"))
+        .with_exec(locks.compile_command(profile, f"{BUILD_ENV}/bin/python", "lock.txt", cutoff))
     )
 
 
@@ -58,10 +59,18 @@ def wheel_digest(profile: pins.Profile) -> dagger.Container:
     )
 
 
-async def lock_directory(profile: pins.Profile) -> dagger.Directory:
-    body = await resolver(profile).file(f"{WORK}/lock.txt").contents()
+async def lock_directory(profile: pins.Profile, cutoff: str) -> dagger.Directory:
+    body = await resolver(profile, cutoff).file(f"{WORK}/lock.txt").contents()
     digest = (await wheel_digest(profile).stdout()).split()[0]
-    out = dag.directory().with_new_file(f"{profile.name}.txt", locks.header(profile, digest) + body)
+    text = locks.header(profile, cutoff, digest) + body
+    print(
+        *(
+            locks.changes(locks.load(profile.name), locks.Lock.parse(profile.name, text))
+            or ["no package changed"]
+        ),
+        sep="\n",
+    )
+    out = dag.directory().with_new_file(f"{profile.name}.txt", text)
     for pin in locks.sources():
         text = await tree(pin).file("requirements.txt").contents()
         out = out.with_new_file(f"requirements/{pin.name}.txt", locks.requirements_copy(pin, text))

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = Path(
     os.environ.get(
         "DAGGER_SCHEMA",
-        REPO.parent / "shared" / "reference" / "dagger-schema-v0.21.8.graphqls",
+        # docs/docs-graphql/schema.graphqls of dagger/dagger at the engineVersion of dagger.json
+        Path(__file__).resolve().parent / "data" / "dagger-schema-v0.21.8.graphqls",
     )
 )
 
@@ -97,8 +98,8 @@ def describe_field(field: Field) -> str:
 def schema() -> graphql.GraphQLSchema:
     if not SCHEMA_FILE.is_file():
         raise FileNotFoundError(
-            f"the Dagger engine schema is not at {SCHEMA_FILE}: set DAGGER_SCHEMA to "
-            "docs/docs-graphql/schema.graphqls of dagger/dagger at v0.21.8"
+            f"the Dagger engine schema is not at {SCHEMA_FILE}: unset DAGGER_SCHEMA, or set "
+            "it to docs/docs-graphql/schema.graphqls of dagger/dagger at v0.21.8"
         )
     return graphql.build_schema(SCHEMA_FILE.read_text())
 

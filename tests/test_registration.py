@@ -6,13 +6,22 @@ engine; that one call is replaced by returning the lazy definition itself.
 
 from __future__ import annotations
 
+import re
+
 import anyio
 import pytest
 from dagger.client import gen
 from dagger.mod import default_module
+from steadydancer import catalog, workflows
 
 import ci.main  # noqa: F401  (registers the functions)
-from tests.dagger_offline import fields, render
+from ci import pins
+from ci import smoke_test as on_engine
+from ci.layers.attention import MODES
+from tests.dagger_offline import REPO, fields, render
+
+ENUM_MEMBER_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+"""The engine's rule for an enum member's name (core/typedef.go, validateEnumMember)."""
 
 FUNCTIONS = {
     "validate",
@@ -63,6 +72,62 @@ def test_every_phase_is_a_documented_function(registration) -> None:
             assert arg.get("description"), f"{name} --{arg['name']} has no Doc"
 
 
+def enums(registration) -> dict[str, dict[str, str]]:
+    """Each registered enum: member name -> value."""
+    found = {}
+    for field in fields(registration):
+        if field.name == "withEnum":
+            chain = fields(field.args["enum"])
+            members = {f.args["name"]: f.args["value"] for f in chain if f.name == "withEnumMember"}
+            (name,) = [f.args["name"] for f in chain if f.name == "withEnum"]
+            found[name] = members
+    return found
+
+
+def argument_types(registration, function: str) -> dict[str, str]:
+    """Each argument's type: an enum's or object's name, else the kind."""
+    types = {}
+    for field in functions(registration)[function]:
+        if field.name == "withArg":
+            (kind,) = [
+                f
+                for f in fields(field.args["typeDef"])
+                if f.name in {"withEnum", "withKind", "withObject"}
+            ]
+            types[field.args["name"]] = kind.args.get("name") or kind.args["kind"]
+    return types
+
+
+def test_fixed_choices_are_enums_named_as_users_type_them(registration) -> None:
+    """The CLI matches enum members by name, so `--profile cu121` keeps working."""
+    assert enums(registration) == {
+        "ProfileName": {name: name for name in pins.PROFILES},
+        "AttentionMode": {mode: mode for mode in MODES},
+        "Tier": {tier: tier for tier in on_engine.TIERS},
+    }
+    for members in enums(registration).values():
+        assert all(ENUM_MEMBER_NAME.match(name) for name in members)
+    assert argument_types(registration, "build")["profile"] == "ProfileName"
+    assert argument_types(registration, "build")["attention"] == "AttentionMode"
+    assert argument_types(registration, "smoke_test")["tier"] == "Tier"
+
+
+def test_variants_and_workflows_stay_strings_because_their_names_cannot_be_members(
+    registration,
+) -> None:
+    names = [*catalog.VARIANTS, *workflows.names(REPO / "workflows")]
+    assert [name for name in names if not ENUM_MEMBER_NAME.match(name)]
+    smoke = argument_types(registration, "smoke_test")
+    assert (smoke["variant"], smoke["workflow"]) == ("STRING_KIND", "STRING_KIND")
+    docs = {
+        f.args["name"]: f.args["description"]
+        for f in functions(registration)["smoke_test"]
+        if f.name == "withArg"
+    }
+    assert all(variant in docs["variant"] for variant in catalog.VARIANTS)
+    assert all(name in docs["workflow"] for name in workflows.names(REPO / "workflows"))
+
+
 def test_build_arguments_and_defaults(registration) -> None:
     chain = functions(registration)["build"]
     args = {f.args["name"]: f.args.get("defaultValue") for f in chain if f.name == "withArg"}
@@ -103,9 +168,17 @@ def test_dev_dagger_io_matches_the_engine_version_and_the_module_leaves_it_to_th
     import json
     import tomllib
 
-    from tests.dagger_offline import REPO
-
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     engine = json.loads((REPO / "dagger.json").read_text())["engineVersion"]
     assert "dagger-io" in project["dependencies"]  # the engine's vendored SDK satisfies it
     assert f"dagger-io=={engine.removeprefix('v')}" in project["optional-dependencies"]["dev"]
+
+
+def test_the_committed_engine_schema_is_the_engine_version_of_dagger_json() -> None:
+    import json
+
+    from tests.dagger_offline import SCHEMA_FILE
+
+    engine = json.loads((REPO / "dagger.json").read_text())["engineVersion"]
+    assert SCHEMA_FILE.name == f"dagger-schema-{engine}.graphqls"
+    assert SCHEMA_FILE.is_relative_to(REPO)

@@ -58,7 +58,6 @@ def call(**inputs: object):
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({"tier": "full"}, "unknown tier 'full'; accepted: boot, generate"),
         (
             {"workflow": "dance"},
             "unknown workflow 'dance'; accepted: cpu-smoke, steadydancer-dance, steadydancer-pose",
