@@ -72,9 +72,14 @@ def build_root(root: Path, gigabytes: float) -> tuple[dict[str, str], int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--gb", type=float, default=35.0)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--runs", type=int, default=5, help="boots to time")
+    parser.add_argument(
+        "--gb", type=float, default=35.0, help="size of the sparse model files, in GB"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-entrypoint-") as tmp:
         env, total = build_root(Path(tmp), args.gb)

@@ -53,10 +53,15 @@ def fetch(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=4)
-    parser.add_argument("--mb", type=int, default=200)
-    parser.add_argument("--rate-mb", type=float, default=50)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--files", type=int, default=4, help="files served by the local Hub")
+    parser.add_argument("--mb", type=int, default=200, help="size of each file, in MB")
+    parser.add_argument(
+        "--rate-mb", type=float, default=50, help="each connection's limit, in MB/s (like a CDN)"
+    )
     args = parser.parse_args()
     size = args.mb * 1_000_000
     hub = Hub(rate=args.rate_mb * 1_000_000)

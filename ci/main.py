@@ -157,7 +157,7 @@ class SteadyDancer:
         attention: Attention = AttentionMode.auto,
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
-        """Layer 5: attention plus ComfyUI at its pinned commit and its requirements."""
+        """Layer 6 (after the models in a build): ComfyUI at its pinned commit, its requirements."""
         return await _after_attention(image.comfyui_layer, profile, attention, enable_flash_attn)
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
@@ -167,7 +167,7 @@ class SteadyDancer:
         attention: Attention = AttentionMode.auto,
         enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
-        """Layer 6: comfyui plus the four SteadyDancer node packs at their pinned commits."""
+        """Layer 7: comfyui plus the four SteadyDancer node packs at their pinned commits."""
         return await _after_attention(image.nodes_layer, profile, attention, enable_flash_attn)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
@@ -197,7 +197,7 @@ class SteadyDancer:
     def models(
         self, variant: Variant = catalog.DEFAULT_VARIANT, hf_token: HfToken = None
     ) -> dagger.Directory:
-        """Layer 7: the variant's model files from Hugging Face, as ComfyUI's models/ folder."""
+        """Layer 5: the variant's model files from Hugging Face, as ComfyUI's models/ folder."""
         with reported():
             return models_layer.models(BuildOptions.parse(variant_name=variant).variant, hf_token)
 

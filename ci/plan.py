@@ -142,11 +142,31 @@ def render(options: BuildOptions) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default=catalog.DEFAULT_VARIANT)
-    parser.add_argument("--profile", default=pins.DEFAULT_PROFILE)
-    parser.add_argument("--attention", default="auto")
-    parser.add_argument("--no-bake-models", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--variant",
+        default=catalog.DEFAULT_VARIANT,
+        help=f"model variant, one of {', '.join(sorted(catalog.VARIANTS))}",
+    )
+    parser.add_argument(
+        "--profile",
+        default=pins.DEFAULT_PROFILE,
+        help=f"CUDA profile, one of {', '.join(sorted(pins.PROFILES))}",
+    )
+    parser.add_argument(
+        "--attention",
+        default="auto",
+        help=f"attention library, one of {', '.join(attention_layer.MODES)} "
+        "(auto: flash-attn, else xformers)",
+    )
+    parser.add_argument(
+        "--no-bake-models",
+        action="store_true",
+        help="plan an image without models (pods that fetch them to a volume at boot)",
+    )
     args = parser.parse_args(argv)
     try:
         options = BuildOptions.parse(

@@ -30,20 +30,26 @@ class Section:
 
 
 def lock_sections(profile: pins.Profile, lock: locks.Lock | None) -> list[Section]:
-    present = Section("lock", f"ci/locks/{profile.name}.txt resolves the whole image with hashes")
+    path = f"ci/locks/{profile.name}.txt"
     if lock is None:
         if profile.torch_index_url:
-            present.notes.append(
-                f"no lock for {profile.name} yet (its torch index is needed to make one): "
-                f"builds resolve at build time; run `dagger call lock --profile {profile.name} "
-                "export --path ci/locks` on a networked engine"
+            absent = Section(
+                "lock",
+                f"{profile.name} has no lock yet (its torch index is needed to make one): its "
+                "builds resolve at build time under the pins' constraints",
+            )
+            absent.notes.append(
+                f"run `dagger call lock --profile {profile.name} export --path ci/locks` on a "
+                f"networked engine and commit {path}"
             )
         else:
-            present.findings.append(
-                f"ci/locks/{profile.name}.txt is missing: run "
-                f"`python -m ci.lock --profile {profile.name}`"
+            absent = Section("lock", f"{path} resolves the whole image with hashes")
+            absent.findings.append(
+                f"{path} is missing: run `python -m ci.lock --profile {profile.name} --upgrade`"
             )
-        return [present]
+        return [absent]
+
+    present = Section("lock", f"{path} resolves the whole image with hashes")
 
     for pin in locks.sources():
         made_from = lock.inputs.get(pin.name)

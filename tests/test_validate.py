@@ -178,3 +178,18 @@ def test_node_requirement_the_lock_does_not_meet_names_the_pack() -> None:
         "ComfyUI-KJNodes requires pillow>=10.3.0, but the lock has pillow 9.5.0: relock, or pin "
         "ComfyUI-KJNodes to a commit whose requirements the other pins allow"
     ) in found
+
+
+def test_a_profile_without_a_lock_says_so_instead_of_citing_a_missing_file() -> None:
+    (section,) = validate.lock_sections(pins.PROFILES["cu121"], None)
+    assert not section.findings
+    assert section.reason.startswith("cu121 has no lock yet")
+    assert "resolves the whole image" not in section.reason
+    assert "commit ci/locks/cu121.txt" in section.notes[0]
+
+
+def test_a_profile_on_pypi_without_a_lock_fails() -> None:
+    (section,) = validate.lock_sections(PROFILE, None)
+    assert section.findings == [
+        "ci/locks/cu124.txt is missing: run `python -m ci.lock --profile cu124 --upgrade`"
+    ]

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from steadydancer import synthetic, workflows
+from steadydancer import catalog, synthetic, workflows
 from steadydancer.ready import NODES as STEADYDANCER_NODES
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
@@ -440,16 +440,59 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"))
-    parser.add_argument("--workflow", default="steadydancer-pose")
-    parser.add_argument("--tier", choices=("boot", "generate"), default="generate")
-    parser.add_argument("--variant", default=os.environ.get("STEADYDANCER_VARIANT", "fp8"))
-    parser.add_argument("--attention", default=os.environ.get("STEADYDANCER_ATTENTION"))
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--out", type=Path, default=Path("smoke-out"))
-    parser.add_argument("--ready-timeout", type=float, default=900.0)
-    parser.add_argument("--run-timeout", type=float, default=3600.0)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188"),
+        help="ComfyUI's address, a RunPod proxy URL too (env COMFYUI_URL)",
+    )
+    parser.add_argument(
+        "--workflow",
+        default="steadydancer-pose",
+        help=f"shipped workflow, one of {', '.join(workflows.names())}",
+    )
+    parser.add_argument(
+        "--tier",
+        choices=("boot", "generate"),
+        default="generate",
+        help="boot: server, device and nodes only; generate: also render and verify a clip",
+    )
+    parser.add_argument(
+        "--variant",
+        default=os.environ.get("STEADYDANCER_VARIANT", catalog.DEFAULT_VARIANT),
+        help=f"model variant whose files the workflow names, one of "
+        f"{', '.join(sorted(catalog.VARIANTS))} (env STEADYDANCER_VARIANT)",
+    )
+    parser.add_argument(
+        "--attention",
+        default=os.environ.get("STEADYDANCER_ATTENTION"),
+        help="attention backend to render for (flash_attn_2, xformers or sdpa); default: what "
+        "the server was started with (env STEADYDANCER_ATTENTION)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a workflow parameter (repeatable), e.g. frames=49 or reference_image=me.png; "
+        "the workflow's .params.json lists them with their bounds",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("smoke-out"), help="folder for videos and report.json"
+    )
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=900.0,
+        help="seconds to wait for the server and its nodes",
+    )
+    parser.add_argument(
+        "--run-timeout", type=float, default=3600.0, help="seconds to wait for the run to finish"
+    )
     args = parser.parse_args(argv)
     try:
         report = run(

@@ -17,9 +17,14 @@ from typing import Any
 
 from steadydancer import catalog
 
-WORKFLOWS_DIR = Path(
-    os.environ.get("STEADYDANCER_WORKFLOWS") or Path(__file__).resolve().parents[2] / "workflows"
-)
+
+def _default_directory() -> Path:
+    """The workflows an installed package carries, else the source tree's workflows/."""
+    packaged = Path(__file__).resolve().with_name("workflows")
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "workflows"
+
+
+WORKFLOWS_DIR = Path(os.environ.get("STEADYDANCER_WORKFLOWS") or _default_directory())
 TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
     "float": (int, float),
