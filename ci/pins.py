@@ -92,6 +92,25 @@ UV_VERSION = "0.13.9"
 UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV_VERSION}"
 UV_REASON = "one resolver for the image, the lock and the tests; copied from its release image"
 
+FETCH_IMAGE = "python:3.11.14-slim-trixie"
+FETCH_IMAGE_REASON = (
+    "a small Python for the model fetcher and the engine's lock, with uv copied in; uv's own "
+    "python3.11-bookworm-slim flavour is no longer published (bookworm dropped from uv 0.10.0 on)"
+)
+
+PULLED_IMAGES: dict[str, str] = {
+    **{
+        profile.base_image: "a tag of NVIDIA's nvidia/cuda repository on Docker Hub; "
+        "runpod/pytorch's 2.5.1 CUDA 12.x images are built FROM the same tags"
+        for profile in PROFILES.values()
+    },
+    UV_IMAGE: "uv's release workflow publishes the distroless ghcr.io/astral-sh/uv:<version> "
+    "image, holding /uv, for every release",
+    FETCH_IMAGE: "Docker Hub's python library lists <patch>-slim-trixie tags for 3.11 from "
+    "3.11.14 (October 2025) on; patch tags stay pullable",
+}
+"""Every image the module pulls, with where its existence was checked."""
+
 TORCH = Pin("torch", "2.5.1", "the version SteadyDancer and its OpenMMLab stack were released on")
 TORCHVISION = Pin("torchvision", "0.20.1", "the only torchvision that requires torch==2.5.1")
 TORCHAUDIO = Pin("torchaudio", "2.5.1", "the torchaudio that requires torch==2.5.1")
@@ -116,7 +135,6 @@ BUILD_TOOLS = (
     Pin("psutil", "7.2.2", "flash-attn's setup.py sizes its jobs with it"),
     Pin("packaging", "26.4", "imported by flash-attn's and mmcv's setup.py"),
 )
-HUGGINGFACE_HUB = Pin("huggingface_hub", "2.4.0", "the Hub client the model fetcher downloads with")
 
 COMFY_KITCHEN = Pin(
     "comfy-kitchen",
@@ -283,6 +301,7 @@ def table() -> list[tuple[str, str, str]]:
         *((f"base ({p.name})", p.base_image, p.reason) for p in PROFILES.values()),
         ("python", PYTHON_VERSION, PYTHON_REASON),
         ("uv", UV_VERSION, UV_REASON),
+        ("fetch image", FETCH_IMAGE, FETCH_IMAGE_REASON),
         *((pin.name, pin.version, pin.reason) for pin in (SETUPTOOLS, *BUILD_TOOLS)),
         *((pin.name, pin.version, pin.reason) for pin in (*TORCH_TRIO, NUMPY, OPENCV)),
         *(
@@ -297,7 +316,6 @@ def table() -> list[tuple[str, str, str]]:
             (f"excluded: {name}", "never installed", why)
             for name, why in EXCLUDED_DISTRIBUTIONS.items()
         ),
-        (HUGGINGFACE_HUB.name, HUGGINGFACE_HUB.version, HUGGINGFACE_HUB.reason),
     ]
     return rows
 

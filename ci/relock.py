@@ -11,11 +11,11 @@ from __future__ import annotations
 import dagger
 from dagger import dag
 
-from ci import caches, pins
 from ci import lock as locks
+from ci import pins
 from ci.layers.attention import flash_attn_wheel_name, flash_attn_wheel_url
 from ci.layers.comfyui import tree
-from ci.layers.models import FETCH_IMAGE
+from ci.layers.models import python_container
 
 WORK = "/lock"
 BUILD_ENV = "/build-env"
@@ -29,7 +29,7 @@ def resolver(profile: pins.Profile, cutoff: str) -> dagger.Container:
         inputs = inputs.with_file(
             f"requirements/{pin.name}.txt", tree(pin).file("requirements.txt")
         )
-    ctr = caches.with_uv_cache(dag.container().from_(FETCH_IMAGE))
+    ctr = python_container()
     return (
         ctr.with_exec(["uv", "venv", "--seed", "--python", "3.11", BUILD_ENV])
         .with_exec(
@@ -53,7 +53,7 @@ def wheel_digest(profile: pins.Profile) -> dagger.Container:
     wheel = dag.http(flash_attn_wheel_url(profile), name=name)
     return (
         dag.container()
-        .from_(FETCH_IMAGE)
+        .from_(pins.FETCH_IMAGE)
         .with_file(f"/wheel/{name}", wheel)
         .with_exec(["sha256sum", f"/wheel/{name}"])
     )

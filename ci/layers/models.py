@@ -1,4 +1,4 @@
-"""Layer 7: the model files of a variant, fetched from Hugging Face onto a cache volume.
+"""Layer 5: the model files of a variant, fetched from Hugging Face onto a cache volume.
 
 The download runs in a small Python container of its own, so it depends on
 nothing but the variant's manifest and the fetcher: the engine fetches models
@@ -16,8 +16,11 @@ from dagger import dag
 from steadydancer import catalog
 
 from ci import caches, pins, source
+from ci.installs import Installer
+from ci.layers.base import uv_binary
 
-FETCH_IMAGE = f"{pins.UV_IMAGE}-python3.11-bookworm-slim"
+FETCHER_PACKAGES = ("huggingface_hub",)
+"""What the fetcher imports beyond the standard library, installed from the lock."""
 CACHE = "/cache/huggingface"
 MANIFEST = "/tmp/steadydancer-manifest.json"
 REPORT = "/tmp/steadydancer-report.json"
@@ -28,11 +31,22 @@ def manifest(files: tuple[catalog.ModelFile, ...]) -> str:
     return json.dumps([entry.to_manifest() for entry in files], indent=1)
 
 
+def python_container() -> dagger.Container:
+    """A small Python with the module's uv, installing into its system Python."""
+    return caches.with_uv_cache(
+        dag.container()
+        .from_(pins.FETCH_IMAGE)
+        .with_file("/usr/local/bin/uv", uv_binary())
+        .with_env_variable("UV_SYSTEM_PYTHON", "1")
+    )
+
+
 def fetcher(
     files: tuple[catalog.ModelFile, ...], hf_token: dagger.Secret | None
 ) -> dagger.Container:
-    ctr = caches.with_uv_cache(dag.container().from_(FETCH_IMAGE))
-    ctr = ctr.with_exec(["uv", "pip", "install", "--system", pins.HUGGINGFACE_HUB.requirement])
+    ctr = Installer.for_profile(pins.PROFILES[pins.DEFAULT_PROFILE]).install(
+        python_container(), FETCHER_PACKAGES
+    )
     ctr = source.with_tool(ctr, "fetch_models")
     ctr = ctr.with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1").with_new_file(
         MANIFEST, manifest(files)
