@@ -5,8 +5,11 @@ Each is a small executable written into a temporary folder put first on PATH.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import stat
+import struct
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
@@ -30,3 +33,13 @@ def nvidia_smi(folder: Path, banner: str | None = None, query: str | None = None
         f"*) cat {folder}/banner.txt ;; esac\n",
     )
     return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def public_key(comment: str, kind: str = "ssh-ed25519") -> str:
+    """A well-formed OpenSSH public key line (its key bytes derived from the comment)."""
+
+    def part(data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + data
+
+    blob = part(kind.encode()) + part(hashlib.sha256(comment.encode()).digest())
+    return f"{kind} {base64.b64encode(blob).decode()} {comment}"

@@ -24,12 +24,13 @@ from steadydancer import fetch_models
 
 from tests.dagger_offline import REPO
 from tests.hub_server import Hub, serve
-from tests.stand_ins import executable, nvidia_smi
+from tests.stand_ins import executable, nvidia_smi, public_key
 
 MAIN = """\
 import json, os, signal, sys, time
 record = {"argv": sys.argv, "cwd": os.getcwd(),
-          "pre_start_ran": os.path.exists(os.environ.get("PRE_START_MARK", "/nonexistent"))}
+          "pre_start_ran": os.path.exists(os.environ.get("PRE_START_MARK", "/nonexistent")),
+          "environment": sorted(os.environ)}
 path = os.environ["RECORD"]
 def save():
     with open(path + ".tmp", "w") as out:
@@ -305,7 +306,8 @@ def test_the_attention_probe_falls_back_to_what_runs(
 
 def test_sigterm_reaches_comfyui_and_its_exit_code_is_kept(root: Root) -> None:
     root.bake(*ALL)
-    env = {**root.env, "STAND_IN_WAIT": "1", "PUBLIC_KEY": "ssh-ed25519 AAAATEST user@test"}
+    key = public_key("user@test")
+    env = {**root.env, "STAND_IN_WAIT": "1", "PUBLIC_KEY": key}
     process = start(env)
     deadline = time.monotonic() + 30
     while not root.record.exists() and time.monotonic() < deadline:
@@ -316,9 +318,13 @@ def test_sigterm_reaches_comfyui_and_its_exit_code_is_kept(root: Root) -> None:
     assert process.returncode == 0, output
     assert root.recorded()["signal"] == "SIGTERM"
     assert "signal SIGTERM: stopping ComfyUI" in output
-    assert (root.path / "sshd.args").read_text().split() == ["-D", "-e"]
+    sshd_args = (root.path / "sshd.args").read_text().split()
+    assert sshd_args[:2] == ["-D", "-e"]
+    assert "PasswordAuthentication=no" in sshd_args
+    assert "KbdInteractiveAuthentication=no" in sshd_args
+    assert "PermitRootLogin=prohibit-password" in sshd_args
     keys = Path(env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
-    assert keys.read_text() == "ssh-ed25519 AAAATEST user@test\n"
+    assert keys.read_text() == f"{key}\n"
     assert oct(keys.stat().st_mode & 0o777) == "0o600"
     assert (root.path / "etc" / "ssh" / "ssh_host_ed25519_key").is_file()
 
@@ -370,7 +376,9 @@ def test_steadydancer_disabled_skips_models_and_a_bad_variant_is_named(root: Roo
     assert "models: ENABLE_STEADYDANCER=false, skipped" in skipped.stdout
     bad = root.boot(STEADYDANCER_VARIANT="fp32")
     assert bad.returncode == 1
-    assert "models: STEADYDANCER_VARIANT: unknown variant 'fp32'; choose one of: fp8" in bad.stdout
+    assert "cannot start: STEADYDANCER_VARIANT: unknown variant 'fp32'; choose one of: fp8" in (
+        bad.stdout
+    )
 
 
 def test_check_mode_runs_only_preflight_and_the_probe(root: Root) -> None:
@@ -428,11 +436,8 @@ def test_sigterm_during_the_boot_stops_it_before_comfyui(root: Root) -> None:
 
 
 def test_a_failed_boot_keeps_sshd_up_until_the_pod_is_stopped(root: Root) -> None:
-    env = {
-        **root.env,
-        "STEADYDANCER_VARIANT": "fp32",
-        "PUBLIC_KEY": "ssh-ed25519 AAAAONE a\nssh-ed25519 AAAATWO b",
-    }
+    one, two = public_key("a"), public_key("b")
+    env = {**root.env, "STEADYDANCER_VARIANT": "fp32", "PUBLIC_KEY": f"{one}\n{two}"}
     process = start(env)
     wait_for(root.path / "sshd.args")
     time.sleep(1.5)
@@ -440,10 +445,10 @@ def test_a_failed_boot_keeps_sshd_up_until_the_pod_is_stopped(root: Root) -> Non
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 1, output
-    assert "cannot start: models: STEADYDANCER_VARIANT: unknown variant 'fp32'" in output
+    assert "cannot start: STEADYDANCER_VARIANT: unknown variant 'fp32'" in output
     assert "sshd stays up so the pod can be entered" in output
     keys = Path(env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
-    assert keys.read_text() == "ssh-ed25519 AAAAONE a\nssh-ed25519 AAAATWO b\n"
+    assert keys.read_text() == f"{one}\n{two}\n"
     assert (root.path / "run" / "sshd").is_dir()
 
 
@@ -453,7 +458,7 @@ def test_an_sshd_that_cannot_start_is_reported_and_comfyui_still_starts(root: Ro
         root.path / "broken-sshd",
         "#!/bin/sh\necho 'Missing privilege separation directory' >&2\nexit 255\n",
     )
-    result = root.boot(PUBLIC_KEY="ssh-ed25519 AAAAONE a", STEADYDANCER_SSHD=str(broken))
+    result = root.boot(PUBLIC_KEY=public_key("a"), STEADYDANCER_SSHD=str(broken))
     assert result.returncode == 0, result.stdout
     assert "services: sshd exited at once with 255" in result.stdout
     assert root.recorded()["state"] == "running"
@@ -467,3 +472,69 @@ def test_comfyui_killed_by_a_signal_gives_the_shells_exit_code(root: Root) -> No
     result = root.boot()
     assert result.returncode == 137, result.stdout
     assert "comfyui: exited with 137" in result.stdout
+
+
+def test_hostile_public_key_lines_are_not_authorised_and_logged_by_number(root: Root) -> None:
+    root.bake(*ALL)
+    good = public_key("good")
+    hostile = f'{good}\ncommand="sh -c evil" {public_key("x")}\nfrom="*" {public_key("y")}\ngarbage'
+    result = root.boot(PUBLIC_KEY=hostile)
+    assert result.returncode == 0, result.stdout
+    keys = Path(root.env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
+    assert keys.read_text() == f"{good}\n"
+    assert "services: PUBLIC_KEY line 2 has options before the key type" in result.stdout
+    assert "services: PUBLIC_KEY line 3 has options before the key type" in result.stdout
+    assert "services: PUBLIC_KEY line 4 is not a public key of a known type" in result.stdout
+    assert "evil" not in result.stdout
+    assert "services: sshd started for 1 key(s), password logins off" in result.stdout
+
+
+def test_a_public_key_with_nothing_acceptable_starts_no_sshd(root: Root) -> None:
+    root.bake(*ALL)
+    result = root.boot(PUBLIC_KEY="x" * 100_000)
+    assert result.returncode == 0, result.stdout
+    assert "PUBLIC_KEY is 100000 bytes, over the 16384 accepted" in result.stdout
+    assert "services: PUBLIC_KEY holds no acceptable key; SSH not started" in result.stdout
+    assert not (root.path / "sshd.args").exists()
+    assert not (Path(root.env["STEADYDANCER_SSH_DIR"]) / "authorized_keys").exists()
+
+
+def test_comfyui_and_the_hooks_never_see_the_hub_token(root: Root, hub: Hub) -> None:
+    """The token fetches the missing models, then leaves the environment of every child."""
+    root.bake("umt5-xxl-fp8", "wan-vae-bf16", "yolov10m")
+    hooks = root.path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre_start.sh").write_text(f"env > {root.path}/pre_start.env\n")
+    with serve(hub) as url:
+        result = root.boot(HF_ENDPOINT=url, RUNPOD_API_KEY="rpa_secret")
+    assert result.returncode == 0, result.stdout
+    assert "steadydancer-fp8.bin: verified" in result.stdout
+    environment = root.recorded()["environment"]
+    assert "HF_TOKEN" not in environment and "HF_ENDPOINT" in environment
+    assert "HF_TOKEN" not in (root.path / "pre_start.env").read_text()
+    exported = Path(root.env["STEADYDANCER_ENV_FILE"])
+    assert "rpa_secret" not in exported.read_text()
+    assert oct(exported.stat().st_mode & 0o777) == "0o600"
+
+
+def test_every_bad_variable_is_named_before_the_volume_is_touched(root: Root) -> None:
+    root.workspace.mkdir()
+    result = root.boot(
+        STEADYDANCER_VARIANT="fp32",
+        STEADYDANCER_ATTENTION="sage",
+        ENABLE_FLASH_ATTN="maybe",
+        COMFYUI_PORT="80a",
+        COMFYUI_ARGS='--preview-method "auto',
+    )
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if "cannot start:" in line)
+    for expected in (
+        "STEADYDANCER_VARIANT: unknown variant 'fp32'",
+        "STEADYDANCER_ATTENTION: unknown branch 'sage'; accepted: flash_attn_2, xformers, sdpa",
+        "ENABLE_FLASH_ATTN: 'maybe' is not true or false",
+        "COMFYUI_PORT: '80a' is not a port number (1-65535)",
+        "COMFYUI_ARGS: cannot be split like a shell would",
+    ):
+        assert expected in line
+    assert list(root.workspace.iterdir()) == []
+    assert "storage: start" not in result.stdout

@@ -51,6 +51,10 @@ ATTENTION_FLAGS = {
     "sdpa": ["--use-pytorch-cross-attention"],
 }
 RUN_DIR = "/run/steadydancer"
+BOOLEANS = ("true", "false", "1", "0", "yes", "no", "on", "off")
+FLAGS = ("ENABLE_STEADYDANCER", "ENABLE_FLASH_ATTN", "STEADYDANCER_ALLOW_CPU")
+HUB_TOKENS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+"""Needed by the model step only; ComfyUI, its custom nodes and the hooks never see them."""
 
 
 class BootError(Exception):
@@ -73,6 +77,33 @@ def step(name: str) -> Iterator[None]:
 
 def disabled(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "true").strip().lower() in {"0", "false", "no", "off"}
+
+
+def check_variables(env: Mapping[str, str]) -> list[str]:
+    """Every variable the boot reads, checked before anything is written; one line a problem."""
+    problems = []
+    try:
+        catalog.files_for(env.get("STEADYDANCER_VARIANT", catalog.DEFAULT_VARIANT))
+    except ValueError as exc:
+        problems.append(f"STEADYDANCER_VARIANT: {exc}")
+    attention = env.get("STEADYDANCER_ATTENTION")
+    if attention is not None and attention not in ATTENTION_FLAGS:
+        problems.append(
+            f"STEADYDANCER_ATTENTION: unknown branch {attention!r}; accepted: "
+            + ", ".join(ATTENTION_FLAGS)
+        )
+    for name in FLAGS:
+        value = env.get(name)
+        if value is not None and value.strip().lower() not in BOOLEANS:
+            problems.append(f"{name}: {value!r} is not true or false")
+    port = env.get("COMFYUI_PORT", DEFAULT_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(f"COMFYUI_PORT: {port!r} is not a port number (1-65535)")
+    try:
+        shlex.split(env.get("COMFYUI_ARGS", ""))
+    except ValueError as exc:
+        problems.append(f"COMFYUI_ARGS: cannot be split like a shell would: {exc}")
+    return problems
 
 
 @dataclass
@@ -244,6 +275,23 @@ def supervise(argv: list[str], children: dict[str, subprocess.Popen[bytes]]) -> 
     return code
 
 
+def start_ssh(
+    paths: runpod.Paths, public_key: str, children: dict[str, subprocess.Popen[bytes]]
+) -> None:
+    parsed = runpod.parse_public_keys(public_key)
+    for refusal in parsed.refused:
+        log(f"services: {refusal}")
+    if not parsed.keys:
+        log("services: PUBLIC_KEY holds no acceptable key; SSH not started")
+        return
+    sshd = runpod.start_sshd(paths, parsed.keys)
+    if isinstance(sshd, int):
+        log(f"services: sshd exited at once with {sshd} (see its messages above)")
+    else:
+        children["sshd"] = sshd
+        log(f"services: sshd started for {len(parsed.keys)} key(s), password logins off")
+
+
 def boot_and_run(
     args: argparse.Namespace, env: dict[str, str], children: dict[str, subprocess.Popen[bytes]]
 ) -> int:
@@ -256,16 +304,15 @@ def boot_and_run(
                 boot.attention(run_probe(env))
         return 0
     paths = runpod.Paths.from_env(env)
-    # SSH first: a pod whose models fail to arrive can still be entered and mended.
+    problems = check_variables(env)
+    # SSH first: a pod whose models fail to arrive, or whose settings are wrong, can still be
+    # entered and mended; nothing else is touched until every variable is right.
     with step("services"):
         runpod.export_environment(paths, env)
         if env.get("PUBLIC_KEY"):
-            sshd = runpod.start_sshd(paths, env["PUBLIC_KEY"])
-            if isinstance(sshd, int):
-                log(f"services: sshd exited at once with {sshd} (see its messages above)")
-            else:
-                children["sshd"] = sshd
-                log("services: sshd started")
+            start_ssh(paths, env["PUBLIC_KEY"], children)
+    if problems:
+        raise BootError("; ".join(problems))
     with step("storage"):
         layout = boot.prepare_storage()
     if disabled(env, "ENABLE_STEADYDANCER"):
@@ -273,6 +320,8 @@ def boot_and_run(
     else:
         with step("models"):
             boot.models(layout)
+    for name in HUB_TOKENS:
+        os.environ.pop(name, None)
     with step("attention"):
         attention = boot.attention(run_probe(env)) if gpu else "sdpa"
         runpod.export_environment(paths, {**env, "STEADYDANCER_ATTENTION": attention})

@@ -6,12 +6,15 @@ hooks), so the same image boots the same way under Docker or compose.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import shlex
 import signal
+import struct
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 EXPORTED_PREFIXES = ("RUNPOD_", "STEADYDANCER_", "COMFYUI_", "CUDA_", "NVIDIA_")
@@ -24,6 +27,27 @@ EXPORTED_NAMES = (
     "UV_OVERRIDE",
 )
 NEVER_EXPORTED = ("HF_TOKEN", "PUBLIC_KEY")
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+"""A variable whose name holds one of these (RUNPOD_API_KEY) never reaches SSH sessions."""
+KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+MAX_PUBLIC_KEY_BYTES = 16 * 1024
+"""Enough for a few dozen keys; more is not a list of keys."""
+SSHD_OPTIONS = (
+    "PasswordAuthentication=no",
+    "KbdInteractiveAuthentication=no",
+    "PermitEmptyPasswords=no",
+    "PubkeyAuthentication=yes",
+    "PermitRootLogin=prohibit-password",
+)
+"""Stated on sshd's command line, whatever the base image's sshd_config says."""
 
 
 @dataclass(frozen=True)
@@ -50,20 +74,27 @@ class Paths:
         )
 
 
+def secret(name: str) -> bool:
+    return name in NEVER_EXPORTED or any(word in name.upper() for word in SECRET_WORDS)
+
+
 def exported(env: Mapping[str, str]) -> str:
     """`export` lines for SSH sessions: the pod's and the image's settings, never a secret."""
     lines = [
         f"export {name}={shlex.quote(value)}"
         for name, value in sorted(env.items())
-        if name not in NEVER_EXPORTED
-        and (name in EXPORTED_NAMES or name.startswith(EXPORTED_PREFIXES))
+        if not secret(name) and (name in EXPORTED_NAMES or name.startswith(EXPORTED_PREFIXES))
     ]
     return "\n".join(lines) + "\n"
 
 
 def export_environment(paths: Paths, env: Mapping[str, str]) -> None:
     paths.environment.parent.mkdir(parents=True, exist_ok=True)
-    paths.environment.write_text(exported(env))
+    # Only root, whose SSH sessions source it, reads it.
+    handle = os.open(paths.environment, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(exported(env))
     source_line = f"source {paths.environment}"
     rc = paths.bashrc.read_text() if paths.bashrc.is_file() else ""
     if source_line not in rc.splitlines():
@@ -73,7 +104,58 @@ def export_environment(paths: Paths, env: Mapping[str, str]) -> None:
         )
 
 
-def start_sshd(paths: Paths, public_key: str) -> subprocess.Popen[bytes] | int:
+@dataclass
+class PublicKeys:
+    """The acceptable lines of PUBLIC_KEY, and why each other line was refused."""
+
+    keys: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+
+def _key_problem(line: str) -> str | None:
+    """Why a line is not a plain OpenSSH public key (type, base64 body, optional comment)."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in line):
+        return "holds a control character"
+    fields = line.split(" ", 2)
+    kind = fields[0]
+    if kind not in KEY_TYPES:
+        if any(known in line for known in KEY_TYPES):
+            return "has options before the key type (command=, from=, ...), which are not accepted"
+        return f"is not a public key of a known type ({', '.join(KEY_TYPES)})"
+    if len(fields) < 2:
+        return f"has a {kind} type but no key"
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+    except (binascii.Error, struct.error):
+        return f"has a {kind} type but its key is not base64 of an SSH key"
+    if blob[4 : 4 + length] != kind.encode():
+        return f"has a {kind} type but its key is of another type"
+    return None
+
+
+def parse_public_keys(value: str) -> PublicKeys:
+    """Each line of PUBLIC_KEY checked on its own; refusals name the line, never echo it."""
+    parsed = PublicKeys()
+    if len(value.encode()) > MAX_PUBLIC_KEY_BYTES:
+        parsed.refused.append(
+            f"PUBLIC_KEY is {len(value.encode())} bytes, over the {MAX_PUBLIC_KEY_BYTES} accepted: "
+            "give one public key per line"
+        )
+        return parsed
+    for number, raw in enumerate(value.split("\n"), start=1):
+        line = raw.strip(" \r")
+        if not line:
+            continue
+        problem = _key_problem(line)
+        if problem:
+            parsed.refused.append(f"PUBLIC_KEY line {number} {problem}: it was not authorised")
+        elif line not in parsed.keys:
+            parsed.keys.append(line)
+    return parsed
+
+
+def start_sshd(paths: Paths, keys: list[str]) -> subprocess.Popen[bytes] | int:
     """Authorise the keys, make this container's own host keys, start sshd.
 
     Returns the running sshd, or its exit code when it stopped at once.
@@ -81,19 +163,18 @@ def start_sshd(paths: Paths, public_key: str) -> subprocess.Popen[bytes] | int:
     paths.ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(paths.ssh_dir, 0o700)
     authorized = paths.ssh_dir / "authorized_keys"
-    keys = authorized.read_text().splitlines() if authorized.is_file() else []
-    new = [
-        key.strip() for key in public_key.splitlines() if key.strip() and key.strip() not in keys
-    ]
+    present = authorized.read_text().splitlines() if authorized.is_file() else []
+    new = [key for key in keys if key not in present]
     if new or not authorized.is_file():
-        authorized.write_text("\n".join([*keys, *new]) + "\n")
+        authorized.write_text("\n".join([*present, *new]) + "\n")
     os.chmod(authorized, 0o600)
     # The image ships no host keys (each container would share them): make them now.
     (paths.ssh_root / "etc" / "ssh").mkdir(parents=True, exist_ok=True)
     subprocess.run(["ssh-keygen", "-A", "-f", str(paths.ssh_root)], check=True, capture_output=True)
     # sshd's privilege separation folder; Ubuntu makes it only when the service starts.
     (paths.ssh_root / "run" / "sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    sshd = subprocess.Popen([paths.sshd, "-D", "-e"], start_new_session=True)
+    options = [arg for option in SSHD_OPTIONS for arg in ("-o", option)]
+    sshd = subprocess.Popen([paths.sshd, "-D", "-e", *options], start_new_session=True)
     try:
         return sshd.wait(timeout=1)  # exited at once: its exit code
     except subprocess.TimeoutExpired:
