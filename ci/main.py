@@ -63,7 +63,7 @@ def reported() -> Iterator[None]:
     """Bad input and stale locks reach the user as one clear message, without a traceback."""
     try:
         yield
-    except (InputError, LockError, AttentionUnavailable) as exc:
+    except (InputError, LockError, AttentionUnavailable, workflows.WorkflowError) as exc:
         raise FunctionError(str(exc)) from None
 
 
@@ -232,9 +232,9 @@ class SteadyDancer:
         workflow: Annotated[
             str, Doc("steadydancer-pose (default), steadydancer-dance or cpu-smoke")
         ] = "steadydancer-pose",
-        frames: Annotated[int, Doc("frames of the clip")] = 33,
-        width: Annotated[int, Doc("clip width")] = 480,
-        height: Annotated[int, Doc("clip height")] = 832,
+        frames: Annotated[int, Doc("frames of the clip, 4n+1 for SteadyDancer (5 to 321)")] = 33,
+        width: Annotated[int, Doc("clip width, a multiple of 16 for SteadyDancer")] = 480,
+        height: Annotated[int, Doc("clip height, a multiple of 16 for SteadyDancer")] = 832,
         steps: Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")] = 4,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
@@ -252,10 +252,13 @@ class SteadyDancer:
             if workflow not in workflows.names(source_workflows()):
                 known = ", ".join(workflows.names(source_workflows()))
                 raise InputError(f"unknown workflow {workflow!r}; accepted: {known}")
+            values = {"frames": frames, "width": width, "height": height}
+            if workflow != "cpu-smoke":
+                values["steps"] = steps
+            # The manifest's bounds, here as in the client: a bad value costs no build.
+            workflows.check_values(workflows.load(workflow, source_workflows()), values)
             built = image.image(options, await _plan(options), hf_token)
-        sets = [f"frames={frames}", f"width={width}", f"height={height}"]
-        if workflow != "cpu-smoke":
-            sets.append(f"steps={steps}")
+        sets = [f"{name}={value}" for name, value in values.items()]
         run = on_engine.client(
             built,
             on_engine.service(built),

@@ -11,9 +11,15 @@ device) are injected by editing a copy of a real recording.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,8 @@ import pytest
 from steadydancer import smoke
 
 from tests.comfy_cassette import DATA, body_of, load, replaying
+from tests.dagger_offline import REPO
+from tests.local_http import Reply, Routes, serve
 
 
 def run(
@@ -262,3 +270,122 @@ def test_temp_outputs_are_collected_too() -> None:
         "outputs": {"22": {"gifs": [{"filename": "p_00001.mp4", "subfolder": "", "type": "temp"}]}}
     }
     assert smoke.output_files(entry, ("22",)) == entry["outputs"]["22"]["gifs"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "variant", "message"),
+    [
+        (["frames=-5"], "fp8", "parameter frames=-5 is below its minimum 5"),
+        (
+            ["width=500"],
+            "fp8",
+            "parameter width=500 must be a multiple of 16 (496 or 512 would do)",
+        ),
+        (["frames=32"], "fp8", "parameter frames=32 must be 4n+1 (29 or 33 would do)"),
+        ([], "int8", "unknown variant 'int8'"),
+    ],
+)
+def test_bad_values_are_refused_before_the_first_request(
+    tmp_path: Path, sets: list[str], variant: str, message: str
+) -> None:
+    """Against a server that never answers: the refusal comes at once, not after the wait."""
+    with replaying({}) as (url, seen):
+        started = time.monotonic()
+        with pytest.raises(smoke.SmokeError) as raised:
+            run(url, tmp_path, "steadydancer-pose", sets=sets, variant=variant, ready_timeout=900)
+        elapsed = time.monotonic() - started
+    assert raised.value.stage == "inputs" and message in raised.value.message
+    assert elapsed < 5 and seen == []
+    assert json.loads((tmp_path / "report.json").read_text())["status"] == "failed"
+
+
+def test_given_inputs_must_exist_and_decode_before_anything_is_sent(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    still = tmp_path / "still.mp4"
+    still.write_bytes(still_video())
+    cases = [
+        ([f"pose_video={empty}"], "the file is empty"),
+        ([f"pose_video={tmp_path / 'absent.mp4'}"], "no such file"),
+        ([f"reference_image={text}"], "not an image"),
+        ([f"reference_image={still}"], "not an image"),
+        ([f"pose_video={text}"], "not a video"),
+    ]
+    with replaying({}) as (url, seen):
+        for sets, message in cases:
+            with pytest.raises(smoke.SmokeError) as raised:
+                run(url, tmp_path / "out", "steadydancer-pose", sets=sets)
+            assert raised.value.stage == "inputs" and message in raised.value.message, sets
+    assert seen == []
+
+
+def test_a_server_that_dies_during_the_run_is_named_with_its_last_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A local server answers /history (still running) and its log, then goes away."""
+    monkeypatch.setattr(smoke.Comfy, "silent_after_s", 0.5)
+    routes = Routes(
+        {
+            "/history/p1": Reply(200, b"{}"),
+            "/internal/logs": Reply(200, json.dumps("step 1/4\nsampling...").encode()),
+        }
+    )
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(serve(routes))
+        comfy = smoke.Comfy(url)
+        polls = 0
+
+        def sleep(seconds: float) -> None:
+            nonlocal polls
+            polls += 1
+            if polls == 2:
+                stack.close()  # the server is gone
+            time.sleep(0.1)
+
+        started = time.monotonic()
+        with pytest.raises(smoke.SmokeError) as raised:
+            comfy.follow("p1", deadline_s=600, sleep=sleep, say=lambda line: None)
+    assert time.monotonic() - started < 10
+    assert raised.value.message.startswith(f"the ComfyUI server at {url} stopped answering")
+    assert raised.value.log_tail == "step 1/4\nsampling..."
+
+
+def test_sigterm_still_writes_the_report(tmp_path: Path) -> None:
+    with replaying({}) as (url, _):
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "steadydancer.smoke", "--url", url),
+                *("--workflow", "cpu-smoke", "--out", str(tmp_path), "--ready-timeout", "120"),
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO / "docker")},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143, stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "failed"
+    assert report["error"] == "stopped: stopped by SIGTERM"
+
+
+def test_a_missing_model_hint_for_any_node_that_names_a_model_file() -> None:
+    failure = {
+        "class_type": "WanVideoTextEncodeCached",
+        "errors": [
+            {
+                "type": "value_not_in_list",
+                "message": "Value not in list",
+                "details": "model_name: 'umt5-xxl-enc-fp8_e4m3fn.safetensors' not in []",
+                "extra_info": {"received_value": "umt5-xxl-enc-fp8_e4m3fn.safetensors"},
+            }
+        ],
+    }
+    (line,) = smoke.readable_node_errors({"19": failure}, {})
+    assert line.endswith("(the model file is not in ComfyUI's models folder: fetch the models)")
+    failure["errors"][0]["extra_info"] = {"received_value": "dpm++_sde"}
+    (line,) = smoke.readable_node_errors({"19": failure}, {})
+    assert "fetch the models" not in line

@@ -63,6 +63,10 @@ def call(**inputs: object):
             "unknown workflow 'dance'; accepted: cpu-smoke, steadydancer-dance, steadydancer-pose",
         ),
         ({"variant": "int8"}, "unknown variant 'int8'"),
+        ({"frames": -1}, "parameter frames=-1 is below its minimum 5"),
+        ({"steps": 0}, "parameter steps=0 is below its minimum 1"),
+        ({"width": 100}, r"parameter width=100 must be a multiple of 16 \(96 or 112 would do\)"),
+        ({"frames": 32}, r"parameter frames=32 must be 4n\+1 \(29 or 33 would do\)"),
     ],
 )
 def test_bad_smoke_arguments_are_refused_before_building(

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -31,6 +32,7 @@ from steadydancer import catalog, synthetic, workflows
 from steadydancer.ready import NODES as STEADYDANCER_NODES
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
+MODEL_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".pth", ".pt", ".ckpt", ".bin", ".sft")
 OOM_MARKERS = ("OutOfMemoryError", "out of memory", "CUDA error: out of memory")
 
 
@@ -48,6 +50,18 @@ class SmokeError(Exception):
         if self.log_tail:
             text += f"\n--- last lines of the ComfyUI log ---\n{self.log_tail}"
         return text
+
+
+class Stopped(SmokeError):
+    """SIGTERM or SIGINT: the run ends, its report still written."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__("stopped", f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def stop_run(signum: int, frame: object) -> None:
+    raise Stopped(signum)
 
 
 @dataclass
@@ -80,9 +94,15 @@ class Report:
 class Comfy:
     """The parts of ComfyUI's HTTP API the smoke test speaks."""
 
+    silent_after_s = 60.0
+    """A run whose server gives no answer for this long has lost its server, not a packet."""
+    log_every_s = 15.0
+
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=True)
+        self.silent_since: float | None = None
+        self.last_log: str | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -157,14 +177,33 @@ class Comfy:
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The prompt's history entry; None while it runs, or while the server cannot be read
-        (a proxy hiccup during a long generation is not a failure: the deadline decides)."""
+        (a proxy hiccup during a long generation is not a failure; a silence past
+        silent_after_s is: see follow)."""
         try:
             response = self.http.get(f"/history/{prompt_id}")
             body = response.json() if response.status_code == 200 else {}
         except (httpx.HTTPError, ValueError):
-            return None
+            body, response = {}, None
+        if response is None or response.status_code >= 500:
+            # RunPod's proxy answers 502 for a pod whose server is gone: no answer either.
+            self.silent_since = self.silent_since or time.monotonic()
+        else:
+            self.silent_since = None
         entry = body.get(prompt_id) if isinstance(body, dict) else None
         return entry if isinstance(entry, dict) else None
+
+    def stopped_answering(self) -> SmokeError | None:
+        if self.silent_since is None:
+            return None
+        silent = time.monotonic() - self.silent_since
+        if silent < self.silent_after_s:
+            return None
+        return SmokeError(
+            "generate",
+            f"the ComfyUI server at {self.url} stopped answering ({silent:.0f} s without an "
+            "answer during the run); the log below is the last it gave",
+            self.last_log,
+        )
 
     def follow(
         self,
@@ -176,8 +215,16 @@ class Comfy:
         """Wait for the prompt to finish; an execution error is raised with its node."""
         started = time.monotonic()
         reported = 0.0
+        logged: float | None = None
         while True:
             entry = self.history(prompt_id)
+            if (dead := self.stopped_answering()) is not None:
+                raise dead
+            if self.silent_since is None and (
+                logged is None or time.monotonic() - logged >= self.log_every_s
+            ):
+                logged = time.monotonic()
+                self.last_log = self.log_tail() or self.last_log
             status = (entry or {}).get("status") or {}
             if entry is not None and status.get("completed") is not None:
                 if status.get("status_str") == "success":
@@ -229,10 +276,16 @@ def readable_node_errors(node_errors: dict[str, Any], prompt: dict[str, Any]) ->
             text = f"node {node_id} ({class_type}): {error.get('message', '')}"
             if error.get("details"):
                 text += f": {error['details']}"
-            if error.get("type") == "value_not_in_list" and "Loader" in class_type:
+            if error.get("type") == "value_not_in_list" and names_a_model(error, class_type):
                 text += " (the model file is not in ComfyUI's models folder: fetch the models)"
             lines.append(text)
     return lines
+
+
+def names_a_model(error: dict[str, Any], class_type: str) -> bool:
+    """A loader's input, or any input whose value is a model file (WanVideoTextEncodeCached)."""
+    received = str((error.get("extra_info") or {}).get("received_value", ""))
+    return "Loader" in class_type or received.lower().endswith(MODEL_SUFFIXES)
 
 
 def execution_failure(status: dict[str, Any]) -> str:
@@ -293,6 +346,35 @@ def verify_video(path: Path) -> VideoStats:
     return stats
 
 
+def check_media(name: str, path: Path, kind: str) -> None:
+    """A file given for an image or video parameter exists, is not empty and decodes as one."""
+    if not path.is_file():
+        raise SmokeError("inputs", f"--set {name}={path}: no such file")
+    if path.stat().st_size == 0:
+        raise SmokeError("inputs", f"--set {name}={path}: the file is empty")
+    try:
+        if kind == "image":
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+                raise ValueError(f"not an image ({exc})") from None
+        else:
+            import av
+
+            try:
+                with av.open(str(path)) as container:
+                    if not container.streams.video:
+                        raise ValueError("no video stream in it")
+                    next(container.decode(video=0))
+            except (av.FFmpegError, StopIteration) as exc:
+                raise ValueError(f"not a video ({exc or 'no frame'})") from None
+    except ValueError as exc:
+        raise SmokeError("inputs", f"--set {name}={path}: {exc}") from None
+
+
 def media_inputs(
     workflow: workflows.Workflow, values: dict[str, Any]
 ) -> dict[str, tuple[str, bytes, str]]:
@@ -311,8 +393,7 @@ def media_inputs(
         given = values.get(name)
         if given is not None:
             path = Path(str(given))
-            if not path.is_file():
-                raise SmokeError("inputs", f"--set {name}={given}: no such file")
+            check_media(name, path, parameter.type)
             kind = "image/png" if parameter.type == "image" else "video/mp4"
             uploads[name] = (path.name, path.read_bytes(), kind)
         elif parameter.type == "image":
@@ -385,6 +466,20 @@ def run(
         except workflows.WorkflowError as exc:
             raise SmokeError("inputs", str(exc)) from None
         values = parse_sets(sets, workflow)
+        # Everything the user gave is checked before the first request.
+        try:
+            workflows.check_values(workflow, values)
+            if workflow.models:
+                catalog.files_for(variant)
+        except (workflows.WorkflowError, ValueError) as exc:
+            raise SmokeError("inputs", str(exc)) from None
+        if attention is not None and attention not in workflows.ATTENTION_MODE:
+            raise SmokeError(
+                "inputs",
+                f"unknown attention backend {attention!r}; accepted: "
+                + ", ".join(workflows.ATTENTION_MODE),
+            )
+        uploads = media_inputs(workflow, values) if tier == "generate" else {}
         needed = set(STEADYDANCER_NODES) if tier == "boot" else workflow.class_types
         stats, _ = comfy.wait_ready(ready_timeout, needed)
         lap("ready")
@@ -399,7 +494,7 @@ def run(
                 )
             report.status = "passed"
             return report
-        for name, (filename, data, kind) in media_inputs(workflow, values).items():
+        for name, (filename, data, kind) in uploads.items():
             values[name] = comfy.upload(filename, data, kind)
         lap("upload")
         try:
@@ -494,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         "--run-timeout", type=float, default=3600.0, help="seconds to wait for the run to finish"
     )
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_run)
+    signal.signal(signal.SIGINT, stop_run)
     try:
         report = run(
             args.url,
@@ -506,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
             args.ready_timeout,
             args.run_timeout,
         )
+    except Stopped as exc:
+        print(f"smoke test {exc.message}; {args.out / 'report.json'} written", file=sys.stderr)
+        return 128 + exc.signum
     except SmokeError as exc:
         print(f"smoke test failed at {exc}", file=sys.stderr)
         return 1

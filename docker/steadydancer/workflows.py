@@ -49,6 +49,9 @@ class Parameter:
     minimum: float | None = None
     maximum: float | None = None
     help: str = ""
+    multiple_of: int | None = None
+    remainder: int = 0
+    """With multiple_of: the value must be multiple_of * n + remainder."""
 
     def check(self, value: Any) -> Any:
         matches = isinstance(value, TYPES[self.type]) and not isinstance(value, bool)
@@ -61,6 +64,22 @@ class Parameter:
         if self.maximum is not None and value > self.maximum:
             raise WorkflowError(
                 f"parameter {self.name}={value} is above its maximum {self.maximum}"
+            )
+        if self.multiple_of and (value - self.remainder) % self.multiple_of:
+            below = value - (value - self.remainder) % self.multiple_of
+            near = [
+                str(option)
+                for option in (below, below + self.multiple_of)
+                if (self.minimum is None or option >= self.minimum)
+                and (self.maximum is None or option <= self.maximum)
+            ]
+            form = (
+                f"{self.multiple_of}n+{self.remainder}"
+                if self.remainder
+                else f"a multiple of {self.multiple_of}"
+            )
+            raise WorkflowError(
+                f"parameter {self.name}={value} must be {form} ({' or '.join(near)} would do)"
             )
         return float(value) if self.type == "float" else value
 
@@ -107,6 +126,8 @@ def load(name: str, directory: Path = WORKFLOWS_DIR) -> Workflow:
             minimum=spec.get("min"),
             maximum=spec.get("max"),
             help=spec.get("help", ""),
+            multiple_of=spec.get("multiple_of"),
+            remainder=spec.get("remainder", 0),
         )
         for key, spec in manifest["parameters"].items()
     }
@@ -133,6 +154,18 @@ def role_of(entry: catalog.ModelFile) -> str:
     return entry.key.removesuffix("-bf16").removesuffix("-fp8")
 
 
+def check_values(workflow: Workflow, values: dict[str, Any]) -> None:
+    """Refuse unknown parameters and bad values by name, before anything is built or sent."""
+    unknown = sorted(set(values) - set(workflow.parameters))
+    if unknown:
+        raise WorkflowError(
+            f"unknown parameter(s) {', '.join(unknown)} for {workflow.name}; accepted: "
+            f"{', '.join(sorted(workflow.parameters))}"
+        )
+    for name, value in values.items():
+        workflow.parameters[name].check(value)
+
+
 def render(
     workflow: Workflow,
     values: dict[str, Any] | None = None,
@@ -145,12 +178,7 @@ def render(
     unknown variant or attention branch raise WorkflowError naming them.
     """
     values = dict(values or {})
-    unknown = sorted(set(values) - set(workflow.parameters))
-    if unknown:
-        raise WorkflowError(
-            f"unknown parameter(s) {', '.join(unknown)} for {workflow.name}; accepted: "
-            f"{', '.join(sorted(workflow.parameters))}"
-        )
+    check_values(workflow, values)
     prompt = copy.deepcopy(workflow.prompt)
 
     def put(targets: tuple[tuple[str, str], ...], value: Any) -> None:
