@@ -1,11 +1,13 @@
 """Benchmark the model fetcher against the local Hub-protocol server of the tests.
 
-Usage: python -m bench.fetch_models [--files 4] [--mb 200] [--rate-mb 50]
+Usage: python -m bench.fetch_models [--variant fp8] [--scale 0.02] [--rate-mb 50]
 
-Each CDN connection is held to --rate-mb MB/s, as the Hub's CDN holds each
-connection, so what parallel downloads gain is visible on one machine. Measures
-the same files fetched one after another (--jobs 1) and in parallel (--jobs 4),
-then the bytes a resumed transfer saves after a cut at 60 %.
+Serves the variant's files from the catalog, each scaled down by --scale (so the
+one large DiT and the seven small files keep the catalog's proportions), with
+each CDN connection held to --rate-mb MB/s, as the Hub's CDN holds each
+connection. Measures the whole set fetched end to end one file at a time
+(--jobs 1) and four at a time (--jobs 4), then a TCP reset at 60 % of the
+largest file: the bytes sent in all, against a restart from zero.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from steadydancer import catalog
 
 from tests.hub_server import Hub, serve
 
@@ -57,51 +61,49 @@ def main() -> int:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--files", type=int, default=4, help="files served by the local Hub")
-    parser.add_argument("--mb", type=int, default=200, help="size of each file, in MB")
+    parser.add_argument(
+        "--variant",
+        default=catalog.DEFAULT_VARIANT,
+        help=f"catalog variant whose files are served, one of {', '.join(catalog.VARIANTS)}",
+    )
+    parser.add_argument("--scale", type=float, default=0.02, help="each file's size factor")
     parser.add_argument(
         "--rate-mb", type=float, default=50, help="each connection's limit, in MB/s (like a CDN)"
     )
     args = parser.parse_args()
-    size = args.mb * 1_000_000
     hub = Hub(rate=args.rate_mb * 1_000_000)
     entries = []
-    for number in range(args.files):
-        path = f"weights-{number}.safetensors"
-        hub.add("bench/models", path, os.urandom(size))
-        entries.append(
-            {
-                "repo": "bench/models",
-                "path": path,
-                "revision": "main",
-                "target": f"diffusion_models/{path}",
-                "size": size,
-                "sha256": None,
-            }
-        )
-    total = args.files * size
+    for model in catalog.files_for(args.variant):
+        size = max(int((model.size or 0) * args.scale), 1)
+        hub.add(model.repo, model.path, os.urandom(size))
+        entries.append({**model.to_manifest(), "revision": "main", "size": size, "sha256": None})
+    sizes = sorted((int(str(e["size"])) for e in entries), reverse=True)
+    total = sum(sizes)
     with tempfile.TemporaryDirectory(prefix="bench-fetch-") as tmp, serve(hub) as endpoint:
         work = Path(tmp)
         one_by_one = fetch(endpoint, work, entries, work / "serial", jobs=1)
         parallel = fetch(endpoint, work, entries, work / "parallel", jobs=4)
         print(
-            f"{args.files} files of {args.mb} MB, each connection held to {args.rate_mb:.0f} MB/s:"
+            f"{args.variant} scaled by {args.scale}: {len(entries)} files, {total / 1e6:.0f} MB "
+            f"(largest {sizes[0] / 1e6:.0f} MB), each connection held to {args.rate_mb:.0f} MB/s:"
         )
         for label, seconds in (
             ("one after another (--jobs 1)", one_by_one),
-            ("in parallel      (--jobs 4)", parallel),
+            ("four at a time    (--jobs 4)", parallel),
         ):
             print(f"  {label}: {seconds:6.1f} s, {total / seconds / 1e6:6.1f} MB/s")
+        print(f"  floor for one connection on the largest file: {sizes[0] / hub.rate:.1f} s")
 
+        largest = max(entries, key=lambda e: int(str(e["size"])))
+        size, path = int(str(largest["size"])), str(largest["path"])
         hub.sent.clear()
-        path = str(entries[0]["path"])
-        hub.cut_after[path] = int(size * 0.6)
-        fetch(endpoint, work, entries[:1], work / "resumed", jobs=1)
-        resumed = hub.sent[path]
+        hub.reset_after[path] = int(size * 0.6)
+        fetch(endpoint, work, [largest], work / "reset", jobs=1)
+        sent = hub.sent[path]
         print(
-            f"cut at 60 % of {args.mb} MB: {resumed / 1e6:.0f} MB sent in all with resume; "
-            f"{(size * 0.6 + size) / 1e6:.0f} MB had it restarted; "
-            f"{(size * 1.6 - resumed) / 1e6:.0f} MB saved"
+            f"TCP reset at 60 % of {size / 1e6:.0f} MB: {sent / 1e6:.1f} MB sent in all, "
+            f"{(sent - size) / 1e6:.1f} MB of it again; a restart from zero sends "
+            f"{size * 1.6 / 1e6:.0f} MB"
         )
     return 0
 

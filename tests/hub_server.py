@@ -7,15 +7,22 @@ It speaks what huggingface_hub and the fetcher use of the Hub's protocol:
   revisions and files, and for gated repositories;
 - GET /cdn/{sha256}: the bytes, honouring `Range: bytes=N-` with 206;
 - GET /api/models/{repo}: the repository's `gated` setting.
-Faults are set per file path: HTTP errors to answer first, a connection cut
-after N bytes, wrong bytes, a stall before the first byte; `rate` caps each
-connection's throughput.
+- HEAD of a file in `xet`: the Xet headers (X-Xet-Hash, X-Xet-Refresh-Route),
+  which make huggingface_hub ask the refresh route for a Xet read token; that
+  route is recorded and refused, as a Hub whose Xet service is down would.
+Faults are set per file path: HTTP errors to answer first (with Retry-After),
+a connection closed cleanly or reset (RST) after N bytes, wrong bytes, a stall
+before the first byte, errors and stalls on the resolve request; a renamed
+repository answers with a redirect on the Hub's own host; a private one needs
+the token; `rate` caps each connection's throughput.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +43,17 @@ class Hub:
     cut_after: dict[str, int] = field(default_factory=dict)
     corrupt: dict[str, bytes] = field(default_factory=dict)
     stall: dict[str, float] = field(default_factory=dict)
+    reset_after: dict[str, int] = field(default_factory=dict)
+    """Paths whose next CDN answer is cut by a TCP reset (RST) after N bytes."""
+    retry_after: dict[str, str] = field(default_factory=dict)
+    """Retry-After sent with the queued HTTP errors of a path."""
+    resolve_errors: dict[str, list[int]] = field(default_factory=dict)
+    resolve_stall: dict[str, float] = field(default_factory=dict)
+    renamed: dict[str, str] = field(default_factory=dict)
+    """old repository name -> new: the Hub redirects on its own host."""
+    private: set[str] = field(default_factory=set)
+    """Repositories that answer only to a request carrying a token."""
+    xet: set[str] = field(default_factory=set)
     ignore_range: set[str] = field(default_factory=set)
     """Paths whose CDN answers every Range request with the whole file (200), as some proxies do."""
     rate: float | None = None
@@ -86,7 +104,22 @@ def serve(hub: Hub) -> Iterator[str]:
             repo, _, rest = path.partition("/resolve/")
             repo = repo.lstrip("/")
             revision, _, file_path = rest.partition("/")
-            if repo not in hub.repos:
+            if repo in hub.renamed:
+                # Relative, on the Hub's own host, as the Hub answers for a renamed repository.
+                return self._send(307, {"Location": f"/{hub.renamed[repo]}/resolve/{rest}"})
+            with hub.lock:
+                queued = hub.resolve_errors.get(file_path, [])
+                status = queued.pop(0) if queued else None
+                pause = hub.resolve_stall.pop(file_path, 0.0)
+            time.sleep(pause)
+            if status is not None:
+                headers = {}
+                if file_path in hub.retry_after:
+                    headers["Retry-After"] = hub.retry_after[file_path]
+                return self._send(status, headers)
+            if repo not in hub.repos or (
+                repo in hub.private and "authorization" not in map(str.lower, self.headers)
+            ):
                 return self._error(401, "RepoNotFound")
             if repo in hub.locked:
                 return self._error(403, "GatedRepo")
@@ -97,18 +130,21 @@ def serve(hub: Hub) -> Iterator[str]:
                 return self._error(404, "EntryNotFound")
             digest = hashlib.sha256(content).hexdigest()
             port = self.server.server_address[1]
-            self._send(
-                302,
-                {
-                    # Another host name, as the Hub's CDN is: clients stop there and keep the
-                    # metadata of this response, and must not forward the token.
-                    "Location": f"http://localhost:{port}/cdn/{digest}",
-                    "X-Repo-Commit": COMMIT,
-                    "X-Linked-Size": str(len(content)),
-                    "X-Linked-Etag": f'"{digest}"',
-                    "ETag": '"git-blob-id"',
-                },
-            )
+            headers = {
+                # Another host name, as the Hub's CDN is: clients stop there and keep the
+                # metadata of this response, and must not forward the token.
+                "Location": f"http://localhost:{port}/cdn/{digest}",
+                "X-Repo-Commit": COMMIT,
+                "X-Linked-Size": str(len(content)),
+                "X-Linked-Etag": f'"{digest}"',
+                "ETag": '"git-blob-id"',
+            }
+            if file_path in hub.xet:
+                headers["X-Xet-Hash"] = digest
+                route = f"/api/models/{repo}/xet-read-token/{COMMIT}"
+                headers["X-Xet-Refresh-Route"] = route
+                headers["Link"] = f'<http://127.0.0.1:{port}{route}>; rel="xet-auth"'
+            self._send(302, headers)
 
         def _cdn(self, digest: str) -> None:
             found = hub.by_digest(digest)
@@ -119,9 +155,13 @@ def serve(hub: Hub) -> Iterator[str]:
                 queued = hub.errors.get(path, [])
                 status = queued.pop(0) if queued else None
                 cut = hub.cut_after.pop(path, None)
+                reset = hub.reset_after.pop(path, None)
                 pause = hub.stall.pop(path, 0.0)
             if status is not None:
-                return self._send(status, {})
+                headers = {}
+                if path in hub.retry_after:
+                    headers["Retry-After"] = hub.retry_after[path]
+                return self._send(status, headers)
             body = hub.corrupt.get(path, content)
             start = 0
             if (ranged := self.headers.get("Range")) and path not in hub.ignore_range:
@@ -136,6 +176,8 @@ def serve(hub: Hub) -> Iterator[str]:
             if cut is not None:
                 part = part[:cut]
                 self.close_connection = True
+            if reset is not None:
+                part = part[:reset]
             started = time.monotonic()
             for offset in range(0, len(part), 1 << 20):
                 piece = part[offset : offset + (1 << 20)]
@@ -145,6 +187,14 @@ def serve(hub: Hub) -> Iterator[str]:
                 if hub.rate:
                     ahead = (offset + len(piece)) / hub.rate - (time.monotonic() - started)
                     time.sleep(max(ahead, 0))
+            if reset is not None:
+                # SO_LINGER 0: close() sends a RST, as a dropped connection does mid-transfer.
+                self.wfile.flush()
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+                self.close_connection = True
 
         def _api(self, repo: str) -> None:
             if repo not in hub.repos:
@@ -157,6 +207,8 @@ def serve(hub: Hub) -> Iterator[str]:
             hub.requests.append((self.command, self.path, headers))
             if self.path.startswith("/cdn/"):
                 return self._cdn(self.path.removeprefix("/cdn/"))
+            if "/xet-read-token/" in self.path:
+                return self._send(503, {})  # recorded above; the Xet service is down
             if self.path.startswith("/api/models/"):
                 return self._api(self.path.removeprefix("/api/models/").split("/revision/")[0])
             if "/resolve/" in self.path:

@@ -5,16 +5,25 @@ Usage:
   fetch_models.py --manifest FILE --check [--report FILE]
 
 The manifest is a JSON list of catalog entries (repo, path, revision, target,
-size, sha256). Every file is asked about first (existence, access, size), so a
-missing or gated file fails the run before the first byte, as does too little
-free disk. Files then download in parallel (--jobs), resuming a partial file
-with an HTTP Range request, retrying server errors and timeouts with backoff,
-hashing while they stream. A file whose size or sha256 differs is deleted; a
-good one is renamed into place, so no partial file is ever visible under its
-final name, and a marker records it: a later run skips it by size and marker,
-without re-hashing. With --cache-dir (a cache volume at build time) files are
-kept there and copied to --dest. The Hugging Face token comes from $HF_TOKEN
-and is never printed. Needs huggingface_hub (any release from 0.26 on).
+size, sha256); every target must be a relative path inside the destination.
+Every file is asked about first (existence, access, size), so a missing or
+gated file fails the run before the first byte, as does too little free disk.
+
+The bytes move through huggingface_hub: its Xet transfer where the Hub offers
+it for a file and hf_xet is installed, else its HTTP download with Range
+resumption. What the library does not do is done here: the up-front
+description of every file, the free-space check, one progress line for the
+whole set, retries across calls (a connection reset mid-file resumes from the
+bytes on disk; Retry-After is honoured), the sha256 check against the catalog
+(hashed while streaming), writing only inside the destination and never
+through a symbolic link, markers (a later run skips a file by size and marker,
+without re-hashing) and per-file locks between fetchers sharing a volume. A
+file whose size or sha256 differs is deleted; a good one is renamed into
+place, so no partial file is ever visible under its final name. With
+--cache-dir (a cache volume at build time) files are kept there and copied to
+--dest. The token comes from $HF_TOKEN, reaches the Hub's own host only, and
+is never printed. Needs huggingface_hub 0.36 or later (the image's and the
+build's releases are both tested).
 """
 
 from __future__ import annotations
@@ -25,26 +34,27 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import http.client
 import json
 import os
 import random
 import shutil
+import stat
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
-HUB = "https://huggingface.co"
 MARKERS = ".steadydancer-verified"
 """Beside the model folders, not inside them, so ComfyUI never lists a marker as a model."""
 CHUNK = 1 << 20
 FREE_SPACE_MARGIN = 256 << 20
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+MAX_RETRY_AFTER = 300.0
+"""A server's Retry-After is honoured up to this many seconds."""
 STOP = threading.Event()
 """Set (by the entrypoint on SIGTERM) to end every download at its next chunk, partials kept."""
 
@@ -60,6 +70,19 @@ def say(line: str) -> None:
 
 class FetchError(Exception):
     """A file that could not be fetched, worded for the person reading the log."""
+
+
+def endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def human(size: float) -> str:
+    """A size a person reads at a glance: 16.8 MB, 2.55 GB."""
+    if abs(size) >= 1e9:
+        return f"{size / 1e9:.2f} GB"
+    if abs(size) >= 1e6:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e3:.1f} kB"
 
 
 @dataclass(frozen=True)
@@ -85,7 +108,24 @@ class Entry:
 
     @property
     def page(self) -> str:
-        return f"{HUB}/{self.repo}/blob/{self.revision}/{self.path}"
+        return f"{endpoint()}/{self.repo}/blob/{self.revision}/{self.path}"
+
+    @property
+    def relative(self) -> PurePosixPath:
+        """The target as a path that stays inside the destination, or FetchError naming it."""
+        target = PurePosixPath(self.target)
+        if (
+            target.is_absolute()
+            or "\\" in self.target
+            or not target.parts
+            or any(part in ("", ".", "..") for part in target.parts)
+            or self.target != str(target)
+        ):
+            raise FetchError(
+                f"{self.repo}/{self.path}: its target {self.target!r} is not a plain relative "
+                "path inside the models folder (no '..', no absolute path)"
+            )
+        return target
 
     @property
     def name(self) -> str:
@@ -97,10 +137,13 @@ class Remote:
     """What the Hub says of a file, before any download."""
 
     url: str
+    """Where the bytes are: the CDN address the Hub redirected to, or the Hub itself."""
     size: int
     commit: str
     sha256: str | None
     """The LFS object id, which is the file's sha256; None for files kept in git."""
+    xet: Any = None
+    """huggingface_hub's XetFileData when the Hub offers the file through Xet."""
 
 
 def load_manifest(path: Path) -> list[Entry]:
@@ -110,30 +153,72 @@ def load_manifest(path: Path) -> list[Entry]:
         raise FetchError(f"cannot read the manifest {path}: {exc}") from None
     if not isinstance(items, list) or not items:
         raise FetchError(f"manifest {path} holds no file entries")
-    return [Entry.from_manifest(item) for item in items]
+    entries = [Entry.from_manifest(item) for item in items]
+    for entry in entries:
+        entry.relative  # noqa: B018  (refuses a target outside the destination, by name)
+    return entries
 
 
 def token() -> str | None:
     return os.environ.get("HF_TOKEN") or None
 
 
-def describe_remote(entry: Entry, retries: int = 3) -> Remote:
-    """Ask the Hub about one file (a HEAD request, retried on server errors)."""
-    for attempt in range(retries + 1):
-        try:
-            return _describe_remote(entry)
-        except TransientError as exc:
-            if attempt == retries:
-                raise FetchError(f"{entry.page}: {exc} (after {attempt + 1} attempts)") from None
-            time.sleep(min(2**attempt, 30) * (0.5 + random.random() / 2))
-    raise AssertionError("unreachable")
+def same_host(url: str) -> bool:
+    return urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(endpoint()).netloc
+
+
+def auth_headers(url: str) -> dict[str, str]:
+    """The token for the Hub's own host only: its CDN and any other host never see it."""
+    tok = token()
+    return {"authorization": f"Bearer {tok}"} if tok and same_host(url) else {}
+
+
+def retry_after(response: Any) -> float | None:
+    """A server's Retry-After in seconds (capped), when it gave one."""
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return min(float(value), MAX_RETRY_AFTER) if value is not None else None
+    except ValueError:
+        return None
+
+
+def backoff(attempt: int, asked: float | None) -> float:
+    return asked if asked is not None else min(2 ** (attempt - 1), 30) * (0.5 + random.random() / 2)
 
 
 class TransientError(Exception):
     """A server error or lost connection worth asking again about."""
 
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
 
-def _describe_remote(entry: Entry) -> Remote:
+
+UNANSWERED = "cannot get an answer about"
+HEAD_TIMEOUT = 10.0
+
+
+def describe_remote(entry: Entry, retries: int = 3, timeout: float = HEAD_TIMEOUT) -> Remote:
+    """Ask the Hub about one file (a HEAD request, retried on server errors and lost answers)."""
+    for attempt in range(1, retries + 2):
+        try:
+            return _describe_remote(entry, timeout)
+        except TransientError as exc:
+            if attempt > retries:
+                raise FetchError(
+                    f"{UNANSWERED} {entry.repo}/{entry.path} from the Hub at "
+                    f"{endpoint()} after {attempt} attempts: {exc}"
+                ) from None
+            pause = backoff(attempt, exc.wait)
+            say(
+                f"{entry.name}: the Hub did not answer ({exc}); retry {attempt}/{retries} in "
+                f"{pause:.1f} s"
+            )
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _describe_remote(entry: Entry, timeout: float) -> Remote:
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -143,18 +228,18 @@ def _describe_remote(entry: Entry) -> Remote:
         RevisionNotFoundError,
     )
 
-    url = hf_hub_url(entry.repo, entry.path, revision=entry.revision)
+    url = hf_hub_url(entry.repo, entry.path, revision=entry.revision, endpoint=endpoint())
     try:
-        meta = get_hf_file_metadata(url, token=token())
+        meta = get_hf_file_metadata(url, token=token(), timeout=timeout)
     except GatedRepoError:
         raise FetchError(
-            f"{entry.repo} is gated: accept its licence at {HUB}/{entry.repo} with the account "
-            "whose token you pass as HF_TOKEN"
+            f"{entry.repo} is gated: accept its licence at {endpoint()}/{entry.repo} with the "
+            "account whose token you pass as HF_TOKEN"
         ) from None
     except RepositoryNotFoundError:
         given = "with the HF_TOKEN given" if token() else "without a token"
         raise FetchError(
-            f"repository {entry.repo} is not found or private ({given}): {HUB}/{entry.repo}"
+            f"repository {entry.repo} is not found or private ({given}): {endpoint()}/{entry.repo}"
         ) from None
     except RevisionNotFoundError:
         raise FetchError(f"revision {entry.revision} does not exist in {entry.repo}") from None
@@ -166,21 +251,49 @@ def _describe_remote(entry: Entry) -> Remote:
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status in RETRYABLE_STATUS:
-            raise TransientError(f"HTTP {status}") from None
+            raise TransientError(f"HTTP {status}", retry_after(exc.response)) from None
         raise FetchError(f"{entry.page}: {exc}") from None
-    except OSError as exc:
-        raise TransientError(f"cannot reach the Hub: {exc}") from None
+    except Exception as exc:  # the client library's network errors (requests or httpx)
+        raise TransientError(f"{type(exc).__name__}: {exc}") from None
     etag = (meta.etag or "").strip('"').lower()
     sha256 = etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else None
     if meta.size is None:
         raise FetchError(f"{entry.page}: the Hub gave no size for it")
     commit = meta.commit_hash or entry.revision
-    # Download the commit this answer describes, so a resumed file is never two versions.
-    return Remote(hf_hub_url(entry.repo, entry.path, revision=commit), meta.size, commit, sha256)
+    # Where the HEAD ended after the Hub's own redirects (a renamed repository, say): a CDN
+    # address is content-addressed, so a resumed file is never two versions.
+    xet = getattr(meta, "xet_file_data", None)
+    return Remote(meta.location, meta.size, commit, sha256, xet)
 
 
 def expected_sha256(entry: Entry, remote: Remote) -> str | None:
     return entry.sha256 or remote.sha256
+
+
+def inside(root: Path, relative: PurePosixPath) -> Path:
+    """root/relative's parent folders made or checked one by one, none a symbolic link.
+
+    The root itself may be a link (a volume mounted through one); nothing below it is
+    followed, so a planted link cannot send a write outside the destination.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root
+    for part in relative.parts[:-1]:
+        folder = folder / part
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            raise FetchError(
+                f"{folder} is a symbolic link or not a folder: nothing is written there"
+            )
+    return folder / relative.parts[-1]
+
+
+def open_new(path: Path, mode: int = 0o644) -> int:
+    """A fresh file at `path` (whatever stood there, a link included, is removed first)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
 
 
 def marker_path(root: Path, entry: Entry) -> Path:
@@ -196,8 +309,7 @@ def read_marker(root: Path, entry: Entry) -> dict[str, object] | None:
 
 
 def write_marker(root: Path, entry: Entry, size: int, sha256: str, commit: str) -> None:
-    path = marker_path(root, entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = inside(root, PurePosixPath(MARKERS) / f"{entry.relative}.json")
     record = {
         "repo": entry.repo,
         "path": entry.path,
@@ -205,8 +317,9 @@ def write_marker(root: Path, entry: Entry, size: int, sha256: str, commit: str) 
         "size": size,
         "sha256": sha256,
     }
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(record, indent=1) + "\n")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    with os.fdopen(open_new(partial), "w") as out:
+        out.write(json.dumps(record, indent=1) + "\n")
     os.replace(partial, path)
 
 
@@ -217,7 +330,7 @@ def verified(root: Path, entry: Entry, size: int | None = None) -> bool:
     """
     final = root / entry.target
     marker = read_marker(root, entry)
-    if marker is None or not final.is_file():
+    if marker is None or not final.is_file() or final.is_symlink():
         return False
     wanted = size if size is not None else entry.size
     if marker.get("repo") != entry.repo or marker.get("path") != entry.path:
@@ -231,14 +344,13 @@ def verified(root: Path, entry: Entry, size: int | None = None) -> bool:
 @contextlib.contextmanager
 def target_lock(folder: Path, entry: Entry) -> Iterator[None]:
     """One downloader per file: pods or workers sharing a volume take turns, never interleave."""
-    path = folder / MARKERS / f"{entry.target}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    path = inside(folder, PurePosixPath(MARKERS) / f"{entry.relative}.lock")
+    handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)
 
 
 def partial_path(folder: Path, entry: Entry) -> Path:
@@ -253,6 +365,8 @@ class Progress:
         self.total = total
         self.done = 0
         self.files: dict[str, tuple[int, int]] = {}
+        self.waits: dict[str, float] = {}
+        """Files waiting out a server's Retry-After, and for how long."""
         self.started = time.monotonic()
         self.interval = interval
         self.lock = threading.Lock()
@@ -268,6 +382,13 @@ class Progress:
         with self.lock:
             self.files.pop(name, None)
 
+    def wait(self, name: str, seconds: float | None) -> None:
+        with self.lock:
+            if seconds is None:
+                self.waits.pop(name, None)
+            else:
+                self.waits[name] = seconds
+
     def _run(self) -> None:
         while not self.stop.wait(self.interval):
             say(self.line())
@@ -278,13 +399,15 @@ class Progress:
             rate = self.done / elapsed
             left = self.total - self.done
             parts = [
-                f"{name} {have / 1e9:.2f}/{size / 1e9:.2f} GB"
+                f"{name} {human(have)}/{human(size)}"
                 for name, (have, size) in sorted(self.files.items())
             ]
+            waiting = [f"{name} waits {pause:.0f} s" for name, pause in sorted(self.waits.items())]
         eta = f"{left / rate:.0f} s" if rate > 0 else "?"
         return (
-            f"progress: {self.done / 1e9:.2f}/{self.total / 1e9:.2f} GB, "
-            f"{rate / 1e6:.1f} MB/s, ETA {eta}" + (f" | {'; '.join(parts)}" if parts else "")
+            f"progress: {human(self.done)}/{human(self.total)}, "
+            f"{rate / 1e6:.1f} MB/s, ETA {eta}"
+            + (f" | {'; '.join(parts + waiting)}" if parts or waiting else "")
         )
 
     def __enter__(self) -> Progress:
@@ -295,6 +418,63 @@ class Progress:
         self.stop.set()
         self.thread.join()
         say(self.line())
+
+
+class HashingFile:
+    """The partial file as huggingface_hub writes it: every byte hashed and counted as it lands.
+
+    What is on disk, the running sha256 and the count always agree, so a download that breaks
+    at any point resumes from `have` with nothing lost and nothing written twice.
+    """
+
+    def __init__(self, path: Path, name: str, size: int, progress: Progress) -> None:
+        self.name, self.size, self.progress = name, size, progress
+        self.digest = hashlib.sha256()
+        self.have = 0
+        if path.is_symlink():
+            say(f"{name}: {path} is a symbolic link, not a partial download: removed")
+            path.unlink()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.file = os.fdopen(fd, "r+b")
+        while chunk := self.file.read(CHUNK):
+            self.digest.update(chunk)
+            self.have += len(chunk)
+        if self.have > size:
+            self.truncate(0)
+
+    def write(self, data: bytes) -> int:
+        if STOP.is_set():
+            raise FetchError(f"{self.name}: stopped; {human(self.have)} kept for the next run")
+        self.file.write(data)
+        self.digest.update(data)
+        self.have += len(data)
+        self.progress.add(self.name, len(data), self.have, self.size)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.file.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        """Called by the library when a server ignored the Range asked for: start over."""
+        size = self.file.tell() if size is None else size
+        self.file.seek(size)
+        self.file.truncate(size)
+        self.progress.add(self.name, size - self.have, size, self.size)
+        self.digest = hashlib.sha256()
+        self.file.seek(0)
+        while size and (chunk := self.file.read(min(CHUNK, size - self.file.tell()))):
+            self.digest.update(chunk)
+        self.have = size
+        return size
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 @dataclass
@@ -308,99 +488,107 @@ class Download:
 
     @property
     def final(self) -> Path:
-        return self.folder / self.entry.target
+        return inside(self.folder, self.entry.relative)
 
     @property
     def partial(self) -> Path:
-        return partial_path(self.folder, self.entry)
+        return self.final.with_name(f".{self.final.name}.partial")
 
-    def request(self, offset: int) -> urllib.request.Request:
-        request = urllib.request.Request(self.remote.url)
-        request.add_header("User-Agent", "steadydancer-fetch")
-        if offset:
-            request.add_header("Range", f"bytes={offset}-")
-        if token():
-            # Unredirected: the Hub redirects to a CDN that must never see the token.
-            request.add_unredirected_header("Authorization", f"Bearer {token()}")
-        return request
+    def by_xet(self) -> bool:
+        """The file through Xet when the Hub offers it; False (partial removed) if that fails."""
+        from huggingface_hub.file_download import xet_get
+        from huggingface_hub.utils._runtime import is_xet_available
 
-    def resume_state(self) -> tuple[int, hashlib._Hash]:
-        digest = hashlib.sha256()
-        if not self.partial.exists():
-            return 0, digest
-        have = self.partial.stat().st_size
-        if have > self.remote.size:
-            self.partial.unlink()
-            return 0, digest
-        with self.partial.open("rb") as kept:
-            while chunk := kept.read(CHUNK):
-                digest.update(chunk)
-        return have, digest
+        if self.remote.xet is None or not is_xet_available():
+            return False
+        try:
+            xet_get(
+                incomplete_path=self.partial,
+                xet_file_data=self.remote.xet,
+                headers=auth_headers(endpoint()),
+                expected_size=self.remote.size,
+                displayed_filename=self.entry.name,
+            )
+        except Exception as exc:  # hf_xet's errors are its own; the HTTP path still works
+            say(
+                f"{self.entry.name}: Xet transfer failed ({type(exc).__name__}: {exc}); "
+                "downloading over HTTP instead"
+            )
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.partial)
+            return False
+        self.progress.add(self.entry.name, self.remote.size, self.remote.size, self.remote.size)
+        return True
 
-    def attempt(self, have: int, digest: hashlib._Hash) -> tuple[int, hashlib._Hash]:
-        """One GET from `have` on; returns how far it got."""
-        size = self.remote.size
-        if have >= size:
-            return have, digest
-        with urllib.request.urlopen(self.request(have), timeout=self.timeout) as response:
-            if have and response.status != 206:
-                # The server ignored the range: start over rather than append a second copy.
-                self.progress.add(self.entry.name, -have, 0, size)
-                have, digest = 0, hashlib.sha256()
-                self.partial.unlink(missing_ok=True)
-            mode = "ab" if have else "wb"
-            with self.partial.open(mode) as out:
-                while chunk := response.read(CHUNK):
-                    if STOP.is_set():
-                        raise FetchError(
-                            f"{self.entry.name}: stopped; {have / 1e9:.2f} GB kept for the next run"
-                        )
-                    out.write(chunk)
-                    digest.update(chunk)
-                    have += len(chunk)
-                    self.progress.add(self.entry.name, len(chunk), have, size)
-        if have > size:
-            # More bytes than the Hub announced: nothing to resume from, start over.
-            self.progress.add(self.entry.name, -have, 0, size)
-            self.partial.unlink(missing_ok=True)
-            return 0, hashlib.sha256()
-        return have, digest
+    def over_http(self, out: HashingFile) -> None:
+        """huggingface_hub's HTTP download from `out.have` on, retried across calls."""
+        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.file_download import http_get
 
-    def run(self) -> tuple[int, str]:
-        """Download with resume and retries; returns (size, sha256) of the completed partial."""
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        have, digest = self.resume_state()
-        if have:
-            say(f"{self.entry.name}: resuming at {have / 1e9:.2f} GB")
-            self.progress.add(self.entry.name, 0, have, self.remote.size)
         for attempt in range(1, self.retries + 2):
+            wait = None
             try:
-                have, digest = self.attempt(have, digest)
-                if have == self.remote.size:
-                    break
-                problem = f"connection closed at {have} of {self.remote.size} bytes"
-            except urllib.error.HTTPError as exc:
-                if exc.code not in RETRYABLE_STATUS:
-                    raise FetchError(f"{self.entry.page}: HTTP {exc.code} {exc.reason}") from None
-                problem = f"HTTP {exc.code}"
-            except http.client.HTTPException as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                http_get(
+                    self.remote.url,
+                    out,  # type: ignore[arg-type]
+                    resume_size=out.have,
+                    headers=auth_headers(self.remote.url),
+                    expected_size=self.remote.size,
+                    displayed_filename=self.entry.name,
+                )
+                if out.have == self.remote.size:
+                    return
+                problem = f"the transfer ended at {out.have} of {self.remote.size} bytes"
+            except FetchError:
+                raise
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                if status not in RETRYABLE_STATUS:
+                    raise FetchError(f"{self.entry.page}: HTTP {status}: {exc}") from None
+                problem, wait = f"HTTP {status}", retry_after(exc.response)
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:
                     raise FetchError(
                         f"disk full while writing {self.partial}: free space and run again; "
-                        f"the {have / 1e9:.2f} GB already fetched are kept and resumed"
+                        f"the {human(out.have)} already fetched are kept and resumed"
                     ) from None
                 problem = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # the client library's network errors (requests or httpx)
+                problem = f"{type(exc).__name__}: {exc}"
+            if out.have > self.remote.size:
+                out.truncate(0)  # more bytes than the Hub announced: nothing to resume from
             if attempt > self.retries:
+                kept = f"; {human(out.have)} kept in {self.partial}, resumed next time"
                 raise FetchError(
-                    f"{self.entry.page}: gave up after {attempt} attempts ({problem}); "
-                    f"{have / 1e9:.2f} GB are kept in {self.partial} and resumed next time"
+                    f"{self.entry.page}: gave up after {attempt} attempts ({problem})"
+                    + (kept if out.have else "")
                 )
-            pause = min(2 ** (attempt - 1), 30) * (0.5 + random.random() / 2)
-            say(f"{self.entry.name}: {problem}; retry {attempt}/{self.retries} in {pause:.1f} s")
+            pause = backoff(attempt, wait)
+            said = "as the server asked" if wait is not None else "backing off"
+            say(
+                f"{self.entry.name}: {problem} at {human(out.have)}; retry {attempt}/"
+                f"{self.retries} in {pause:.1f} s ({said})"
+            )
+            self.progress.wait(self.entry.name, pause)
             time.sleep(pause)
-        return have, digest.hexdigest()
+            self.progress.wait(self.entry.name, None)
+
+    def run(self) -> tuple[int, str]:
+        """The file complete in its partial; returns its (size, sha256)."""
+        if self.by_xet():
+            digest = hashlib.sha256()
+            with self.partial.open("rb") as done:
+                while chunk := done.read(CHUNK):
+                    digest.update(chunk)
+            return self.partial.stat().st_size, digest.hexdigest()
+        out = HashingFile(self.partial, self.entry.name, self.remote.size, self.progress)
+        try:
+            if out.have:
+                say(f"{self.entry.name}: resuming at {human(out.have)}")
+            self.over_http(out)
+        finally:
+            out.close()
+        return out.have, out.digest.hexdigest()
 
     def complete(self) -> None:
         size, sha256 = self.run()
@@ -421,10 +609,11 @@ class Download:
 def place(source_root: Path, dest: Path, entry: Entry) -> None:
     """Copy a verified file from the cache to dest, through a temporary name."""
     source = source_root / entry.target
-    final = dest / entry.target
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final = inside(dest, entry.relative)
     partial = final.with_name(f".{final.name}.partial")
-    shutil.copyfile(source, partial)
+    with source.open("rb") as src, os.fdopen(open_new(partial), "wb") as out:
+        while chunk := src.read(CHUNK):
+            out.write(chunk)
     os.replace(partial, final)
     marker = read_marker(source_root, entry)
     assert marker is not None
@@ -438,24 +627,32 @@ def check_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed + FREE_SPACE_MARGIN > free:
         raise FetchError(
-            f"disk full: {needed / 1e9:.2f} GB still to fetch into {folder}, only "
-            f"{free / 1e9:.2f} GB free; free space, or mount a larger volume there"
+            f"disk full: {human(needed)} still to fetch into {folder} plus "
+            f"{human(FREE_SPACE_MARGIN)} of headroom, but only {human(free)} free; free space, "
+            "or mount a larger volume there"
         )
 
 
-def describe_all(entries: list[Entry], jobs: int, retries: int) -> dict[Entry, Remote]:
+def describe_all(
+    entries: list[Entry], jobs: int, retries: int, timeout: float = HEAD_TIMEOUT
+) -> dict[Entry, Remote]:
     """Ask the Hub about every file; fail naming every missing or forbidden one."""
     problems: list[str] = []
     remotes: dict[Entry, Remote] = {}
 
     def ask(entry: Entry) -> None:
         try:
-            remotes[entry] = describe_remote(entry, retries)
+            remotes[entry] = describe_remote(entry, retries, min(timeout, HEAD_TIMEOUT))
         except FetchError as exc:
             problems.append(str(exc))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(ask, entries))
+    if problems and len(problems) == len(entries) and all(UNANSWERED in p for p in problems):
+        raise FetchError(
+            f"the Hub at {endpoint()} gave no answer about any of the {len(entries)} files "
+            f"(the last: {problems[-1].rsplit(': ', 1)[-1]}); check the network and HF_ENDPOINT"
+        )
     if problems:
         raise FetchError("\n  ".join([f"{len(problems)} file(s) cannot be fetched:", *problems]))
     for entry, remote in remotes.items():
@@ -478,6 +675,12 @@ def fetch(
     timeout: float,
     interval: float,
 ) -> None:
+    from huggingface_hub import constants
+
+    # Read by the library at each call: seconds without data before it retries itself, and
+    # the piece it hands over at a time (what a reset can lose before it reaches the disk).
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = max(1, round(timeout))
+    constants.DOWNLOAD_CHUNK_SIZE = CHUNK
     pending = [entry for entry in entries if not verified(dest, entry)]
     for entry in entries:
         if entry not in pending:
@@ -486,7 +689,7 @@ def fetch(
         say(f"all {len(entries)} files present")
         return
     folder = cache or dest
-    remotes = describe_all(pending, jobs, retries)
+    remotes = describe_all(pending, jobs, retries, timeout)
     to_download = [entry for entry in pending if not verified(folder, entry, remotes[entry].size)]
     needed = 0
     for entry in to_download:
