@@ -53,6 +53,7 @@ MARKERS = ".steadydancer-verified"
 CHUNK = 1 << 20
 FREE_SPACE_MARGIN = 256 << 20
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+XET_HIGH_PERFORMANCE_CORES = 8
 MAX_RETRY_AFTER = 300.0
 """A server's Retry-After is honoured up to this many seconds."""
 STOP = threading.Event()
@@ -681,6 +682,12 @@ def fetch(
     # the piece it hands over at a time (what a reset can lose before it reaches the disk).
     constants.HF_HUB_DOWNLOAD_TIMEOUT = max(1, round(timeout))
     constants.DOWNLOAD_CHUNK_SIZE = CHUNK
+    if (
+        os.cpu_count() or 1
+    ) >= XET_HIGH_PERFORMANCE_CORES and "HF_XET_HIGH_PERFORMANCE" not in os.environ:
+        # hf_xet's mode that uses every core and more memory: a build machine or GPU host has both.
+        os.environ["HF_XET_HIGH_PERFORMANCE"] = "1"
+        constants.HF_XET_HIGH_PERFORMANCE = True
     pending = [entry for entry in entries if not verified(dest, entry)]
     for entry in entries:
         if entry not in pending:
