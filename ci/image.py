@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dagger
 
-from ci import paths, pins
+from ci import pins
 from ci.installs import Installer, guard
 from ci.layers.attention import AttentionPlan, Probe, attention, choose, pinned
 from ci.layers.base import base
 from ci.layers.comfyui import comfyui, nodes
-from ci.layers.models import models
+from ci.layers.models import with_models
 from ci.layers.openmmlab import openmmlab
 from ci.layers.runtime import runtime
 from ci.layers.torch_stack import torch_stack
@@ -73,28 +73,35 @@ def attention_layer(profile: pins.Profile, plan: AttentionPlan) -> dagger.Contai
 
 
 def comfyui_layer(
-    profile: pins.Profile, plan: AttentionPlan, model_tree: dagger.Directory | None = None
+    profile: pins.Profile,
+    plan: AttentionPlan,
+    variant: str | None = None,
+    hf_token: dagger.Secret | None = None,
 ) -> dagger.Container:
+    """ComfyUI over the attention layer, with a variant's models between them when baked."""
     ctr = attention_layer(profile, plan)
-    if model_tree is not None:
-        ctr = ctr.with_directory(paths.MODELS_DIR, model_tree)
+    if variant is not None:
+        ctr = with_models(ctr, variant, hf_token)
     ctr = comfyui(ctr, Installer.for_profile(profile))
     return guard(ctr, guarded(profile, plan, OPENMMLAB_PINS, COMFYUI_PINS))
 
 
 def nodes_layer(
-    profile: pins.Profile, plan: AttentionPlan, model_tree: dagger.Directory | None = None
+    profile: pins.Profile,
+    plan: AttentionPlan,
+    variant: str | None = None,
+    hf_token: dagger.Secret | None = None,
 ) -> dagger.Container:
-    ctr = nodes(comfyui_layer(profile, plan, model_tree), Installer.for_profile(profile))
+    ctr = nodes(comfyui_layer(profile, plan, variant, hf_token), Installer.for_profile(profile))
     return guard(ctr, guarded(profile, plan, OPENMMLAB_PINS, COMFYUI_PINS, NODES_PINS))
 
 
 def image(
     options: BuildOptions, plan: AttentionPlan, hf_token: dagger.Secret | None = None
 ) -> dagger.Container:
-    model_tree = models(options.variant, hf_token) if options.bake_models else None
+    baked = options.variant if options.bake_models else None
     return runtime(
-        nodes_layer(options.profile, plan, model_tree),
+        nodes_layer(options.profile, plan, baked, hf_token),
         options.profile,
         options.variant,
         plan,

@@ -17,7 +17,7 @@ from ci.layers.models import MANIFEST
 from ci.layers.openmmlab import MMCV_BUILD_ENV
 from ci.options import BuildOptions
 from tests.conftest import PLANS
-from tests.dagger_offline import describe, execs, fields, index_of, nested, ops
+from tests.dagger_offline import describe, describe_field, execs, fields, nested, ops
 
 
 def build(variant: str = "fp8", profile: str = "cu124", plan: str = "wheel", bake: bool = True):
@@ -198,20 +198,30 @@ def test_cache_volumes_are_mounted_where_the_tools_look() -> None:
         assert f"cacheVolume(key='{caches.PREFIX}-{key}')" in text
 
 
+def model_layers(ctr) -> list[dict[str, object]]:
+    """The manifest entry each model operation of a build fetches, in layer order."""
+    layers = []
+    for field in fields(ctr):
+        if field.name == "withDirectory" and field.args["path"] == paths.MODELS_DIR:
+            tree = field.args["source"]
+            (manifest_file,) = [
+                args
+                for name, args in ops(tree)
+                if name == "withNewFile" and args["path"] == MANIFEST
+            ]
+            (entry,) = json.loads(manifest_file["contents"])  # one file, one layer
+            assert ops(tree)[-1] == ("withTimestamps", {"timestamp": 0})
+            layers.append(entry)
+    return layers
+
+
 @pytest.mark.parametrize("variant", sorted(catalog.VARIANTS))
-def test_models_of_the_variant_land_in_comfyui_model_folders(variant: str) -> None:
-    ctr = build(variant=variant)
-    position = index_of(ctr, "withDirectory", path=paths.MODELS_DIR)
-    model_tree = fields(ctr)[position].args["source"]
-    (manifest_file,) = [
-        args for name, args in ops(model_tree) if name == "withNewFile" and args["path"] == MANIFEST
-    ]
-    manifest = json.loads(manifest_file["contents"])
-    assert [entry["target"] for entry in manifest] == [
+def test_each_model_file_of_the_variant_is_a_layer_of_its_own(variant: str) -> None:
+    layers = model_layers(build(variant=variant))
+    assert sorted(entry["target"] for entry in layers) == sorted(
         entry.target for entry in catalog.files_for(variant)
-    ]
-    folders = {entry["target"].split("/")[0] for entry in manifest}
-    assert folders == {
+    )
+    assert {str(entry["target"]).split("/")[0] for entry in layers} == {
         "diffusion_models",
         "vae",
         "text_encoders",
@@ -219,9 +229,34 @@ def test_models_of_the_variant_land_in_comfyui_model_folders(variant: str) -> No
         "loras",
         "detection",
     }
-    dit = manifest[0]
-    assert dit["target"].startswith("diffusion_models/WanVideo/SteadyDancer/")
-    assert dit["path"] == catalog.files_for(variant)[0].path and "SteadyDancer" in dit["path"]
+    shared = {e.key for e in catalog.files_for(variant)}
+    for other in catalog.VARIANTS:
+        shared &= {e.key for e in catalog.files_for(other)}
+    targets = {e.target: e.key for e in catalog.files_for(variant)}
+    keys = [targets[str(entry["target"])] for entry in layers]
+    # The files every variant shares come first, then the variant's own (DiT, text encoder).
+    assert set(keys[: len(shared)]) == shared
+    assert any("steadydancer" in key for key in keys[len(shared) :])
+
+
+def test_the_same_model_file_is_the_same_operation_in_every_variant() -> None:
+    fp8, fp16 = build("fp8"), build("fp16")
+
+    def model_ops(ctr) -> dict[str, str]:
+        return {
+            str(json.loads(args["contents"])[0]["target"]): describe_field(field)
+            for field in fields(ctr)
+            if field.name == "withDirectory" and field.args["path"] == paths.MODELS_DIR
+            for name, args in ops(field.args["source"])
+            if name == "withNewFile" and args["path"] == MANIFEST
+        }
+
+    fp8_ops, fp16_ops = model_ops(fp8), model_ops(fp16)
+    vae = "vae/wanvideo/Wan2_1_VAE_bf16.safetensors"
+    assert vae in fp8_ops and fp8_ops[vae] == fp16_ops[vae]
+    shared = set(fp8_ops) & set(fp16_ops)
+    assert len(shared) == 6
+    assert all(fp8_ops[target] == fp16_ops[target] for target in shared)
 
 
 def test_vitpose_onnx_and_its_data_file_sit_side_by_side() -> None:
@@ -256,11 +291,17 @@ def test_the_hugging_face_token_travels_as_a_secret_only() -> None:
     token = dag.set_secret("hf", "hf_example_not_a_real_token")
     options = BuildOptions.parse("fp8", "cu124", "auto")
     ctr = image.image(options, PLANS["wheel"], token)
-    model_tree = fields(ctr)[index_of(ctr, "withDirectory", path=paths.MODELS_DIR)].args["source"]
-    assert ("withSecretVariable", "HF_TOKEN") in [
-        (name, args.get("name")) for name, args in ops(model_tree)
+    trees = [
+        field.args["source"]
+        for field in fields(ctr)
+        if field.name == "withDirectory" and field.args["path"] == paths.MODELS_DIR
     ]
-    for name, args in ops(ctr) + ops(model_tree):
+    assert len(trees) == len(catalog.files_for("fp8"))
+    for tree in trees:
+        assert ("withSecretVariable", "HF_TOKEN") in [
+            (name, args.get("name")) for name, args in ops(tree)
+        ]
+    for name, args in ops(ctr) + [op for tree in trees for op in ops(tree)]:
         if name in {"withEnvVariable", "withLabel", "withNewFile"}:
             assert "hf_example" not in json.dumps(args)
 

@@ -51,7 +51,7 @@ def test_the_fp8_variant_is_fully_recorded_and_smaller_than_fp16() -> None:
 
 
 def test_models_are_fetched_through_the_cache_volume() -> None:
-    tree = models_layer.models("fp8")
+    tree = models_layer.model_file(catalog.FILES["wan-vae-bf16"])
     (fetch,) = [args for args in execs(tree) if "--dest" in args]
     assert fetch[fetch.index("--cache-dir") + 1] == "/cache/huggingface/steadydancer"
     assert ("withMountedCache", "/cache/huggingface") in [(n, a.get("path")) for n, a in ops(tree)]

@@ -57,7 +57,7 @@ def test_the_fetcher_installs_the_hub_client_from_the_lock_with_hashes(check: bo
     chain = (
         models.check(catalog.all_files(), None, "run")
         if check
-        else models.models(catalog.DEFAULT_VARIANT)
+        else models.model_file(catalog.files_for(catalog.DEFAULT_VARIANT)[0])
     )
     installs = [
         field.args["args"]

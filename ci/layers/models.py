@@ -1,8 +1,11 @@
-"""Layer 5: the model files of a variant, fetched from Hugging Face onto a cache volume.
+"""Layer 5: the model files of a variant, fetched from Hugging Face, one image layer per file.
 
-The download runs in a small Python container of its own, so it depends on
-nothing but the variant's manifest and the fetcher: the engine fetches models
-while it compiles mmcv, and a change to any other layer never re-downloads.
+Each file is fetched in a small Python container of its own, from a one-entry
+manifest, so it depends on nothing but that file's catalog entry and the
+fetcher: the same file is the same operation, and the same layer, in every
+variant that uses it. Registries limit a layer's size (ghcr.io and GitLab to
+10 GB), and a pod pulls layers in parallel, so no layer holds two files.
+Timestamps are fixed, so a file fetched again elsewhere gives the same bytes.
 The same container, with --check, asks the Hub about every file without
 downloading (check_models, lock_models).
 """
@@ -15,7 +18,7 @@ import dagger
 from dagger import dag
 from steadydancer import catalog
 
-from ci import caches, pins, source
+from ci import caches, paths, pins, source
 from ci.installs import Installer
 from ci.layers.base import uv_binary
 
@@ -60,14 +63,40 @@ def fetch_command(*args: str) -> list[str]:
     return ["python", source.tool_path("fetch_models"), "--manifest", MANIFEST, *args]
 
 
+def model_file(entry: catalog.ModelFile, hf_token: dagger.Secret | None = None) -> dagger.Directory:
+    """One file and its marker, laid out as in ComfyUI's models/ folder."""
+    ctr = fetcher((entry,), hf_token).with_mounted_cache(CACHE, caches.volume("huggingface"))
+    return (
+        ctr.with_exec(fetch_command("--dest", OUT, "--cache-dir", f"{CACHE}/steadydancer"))
+        .directory(OUT)
+        .with_timestamps(0)
+    )
+
+
+def layer_order(variant: str) -> list[catalog.ModelFile]:
+    """Files shared by most variants first: a variant switch keeps the engine's cache for them."""
+    users = {
+        entry.key: sum(entry in catalog.files_for(name) for name in catalog.VARIANTS)
+        for entry in catalog.files_for(variant)
+    }
+    return sorted(catalog.files_for(variant), key=lambda entry: (-users[entry.key], entry.key))
+
+
+def with_models(
+    ctr: dagger.Container, variant: str, hf_token: dagger.Secret | None = None
+) -> dagger.Container:
+    """The variant's files added one operation, and so one layer, per file."""
+    for entry in layer_order(variant):
+        ctr = ctr.with_directory(paths.MODELS_DIR, model_file(entry, hf_token))
+    return ctr
+
+
 def models(variant: str, hf_token: dagger.Secret | None = None) -> dagger.Directory:
     """The variant's files laid out as ComfyUI's models/ folder, with their markers."""
-    ctr = fetcher(catalog.files_for(variant), hf_token).with_mounted_cache(
-        CACHE, caches.volume("huggingface")
-    )
-    return ctr.with_exec(
-        fetch_command("--dest", OUT, "--cache-dir", f"{CACHE}/steadydancer")
-    ).directory(OUT)
+    tree = dag.directory()
+    for entry in layer_order(variant):
+        tree = tree.with_directory(".", model_file(entry, hf_token))
+    return tree
 
 
 def check(
