@@ -46,13 +46,16 @@ def base_layer(profile: pins.Profile) -> dagger.Container:
     return base(Installer.for_profile(profile))
 
 
-def torch_layer(profile: pins.Profile) -> dagger.Container:
+def torch_layer(profile: pins.Profile, builder: bool = False) -> dagger.Container:
+    """The torch trio over the image's base, or over the devel base for a builder."""
     installer = Installer.for_profile(profile)
-    return guard(torch_stack(base(installer), installer), torch_pins(profile))
+    return guard(torch_stack(base(installer, builder), installer), torch_pins(profile))
 
 
 def openmmlab_layer(profile: pins.Profile) -> dagger.Container:
-    ctr = openmmlab(torch_layer(profile), Installer.for_profile(profile))
+    ctr = openmmlab(
+        torch_layer(profile), torch_layer(profile, builder=True), Installer.for_profile(profile)
+    )
     return guard(ctr, guarded(profile, None, OPENMMLAB_PINS))
 
 
@@ -61,14 +64,14 @@ async def plan_attention(options: BuildOptions, probe: Probe) -> AttentionPlan:
         options.attention,
         options.enable_flash_attn,
         options.profile,
-        torch_layer(options.profile),
+        torch_layer(options.profile, builder=True),
         probe,
     )
 
 
 def attention_layer(profile: pins.Profile, plan: AttentionPlan) -> dagger.Container:
     installer = Installer.for_profile(profile)
-    ctr = attention(openmmlab_layer(profile), torch_layer(profile), installer, plan)
+    ctr = attention(openmmlab_layer(profile), torch_layer(profile, builder=True), installer, plan)
     return guard(ctr, guarded(profile, plan, OPENMMLAB_PINS))
 
 

@@ -33,16 +33,33 @@ class GitPin:
     reason: str
 
 
+UBUNTU = "ubuntu22.04"
+BUILDER_REASON = "compiles mmcv's CUDA ops (and flash-attn without a wheel); only wheels leave it"
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A CUDA base image and the torch build that matches it."""
+    """A CUDA version, its images, and the torch build that matches it."""
 
     name: str
-    base_image: str
     cuda_version: str
     torch_local_version: str
     torch_index_url: str | None
     reason: str
+
+    @property
+    def devel_image(self) -> str:
+        """The builders' image: nvcc and headers, for mmcv and a flash-attn source build."""
+        return f"nvidia/cuda:{self.cuda_version}-devel-{UBUNTU}"
+
+    @property
+    def runtime_image(self) -> str:
+        """The image's own base: the CUDA runtime and the driver hooks, no toolkit.
+
+        torch's wheels bring cuBLAS, cuDNN 9 and the rest as nvidia-* packages, which
+        onnxruntime-gpu and mmcv's ops also load; nothing at run time needs nvcc.
+        """
+        return f"nvidia/cuda:{self.cuda_version}-base-{UBUNTU}"
 
     @property
     def cuda_major(self) -> int:
@@ -57,24 +74,22 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "cu124": Profile(
         name="cu124",
-        base_image="nvidia/cuda:12.4.1-devel-ubuntu22.04",
         cuda_version="12.4.1",
         torch_local_version="",
         torch_index_url=None,
         reason=(
             "PyPI's torch 2.5.1 is the cu124 build, so nvcc 12.4 matches it for mmcv and "
-            "flash-attn builds; the plain devel image, since torch brings its own cuDNN 9"
+            "flash-attn builds; no cudnn flavour, since torch brings its own cuDNN 9"
         ),
     ),
     "cu121": Profile(
         name="cu121",
-        base_image="nvidia/cuda:12.1.1-devel-ubuntu22.04",
         cuda_version="12.1.1",
         torch_local_version="cu121",
         torch_index_url="https://download.pytorch.org/whl/cu121",
         reason=(
             "the seed's CUDA 12.1 and SteadyDancer's own torch 2.5.1+cu121 setup, for hosts "
-            "whose driver predates CUDA 12.4; the non-cudnn8 image keeps cuDNN 8 out of /usr/lib"
+            "whose driver predates CUDA 12.4; no cudnn8 flavour, which puts cuDNN 8 in /usr/lib"
         ),
     ),
 }
@@ -100,8 +115,13 @@ FETCH_IMAGE_REASON = (
 
 PULLED_IMAGES: dict[str, str] = {
     **{
-        profile.base_image: "a tag of NVIDIA's nvidia/cuda repository on Docker Hub; "
+        profile.devel_image: "a tag of NVIDIA's nvidia/cuda repository on Docker Hub; "
         "runpod/pytorch's 2.5.1 CUDA 12.x images are built FROM the same tags"
+        for profile in PROFILES.values()
+    },
+    **{
+        profile.runtime_image: "a tag of NVIDIA's nvidia/cuda repository on Docker Hub: every "
+        "CUDA release is published as base, runtime and devel for each Ubuntu"
         for profile in PROFILES.values()
     },
     UV_IMAGE: "uv's release workflow publishes the distroless ghcr.io/astral-sh/uv:<version> "
@@ -298,7 +318,8 @@ def overrides_text() -> str:
 def table() -> list[tuple[str, str, str]]:
     """(component, pinned value, reason) for every pin, in layer order."""
     rows = [
-        *((f"base ({p.name})", p.base_image, p.reason) for p in PROFILES.values()),
+        *((f"base ({p.name})", p.runtime_image, p.reason) for p in PROFILES.values()),
+        *((f"builders ({p.name})", p.devel_image, BUILDER_REASON) for p in PROFILES.values()),
         ("python", PYTHON_VERSION, PYTHON_REASON),
         ("uv", UV_VERSION, UV_REASON),
         ("fetch image", FETCH_IMAGE, FETCH_IMAGE_REASON),

@@ -59,7 +59,7 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
         LayerPlan(
             "base",
             [
-                profile.base_image,
+                f"{profile.runtime_image} (builders compile in {profile.devel_image})",
                 f"apt: {' '.join(APT_PACKAGES)}",
                 f"uv {pins.UV_VERSION}, Python {pins.PYTHON_VERSION} in {paths.VENV}",
                 f"{pins.SETUPTOOLS.requirement} "

@@ -34,7 +34,7 @@ def exec_with(ctr, *words: str) -> list[str]:
 @pytest.mark.parametrize("profile", sorted(pins.PROFILES))
 def test_base_image_and_python_come_from_the_profile(profile: str) -> None:
     ctr = build(profile=profile)
-    assert ops(ctr)[1] == ("from", {"address": pins.PROFILES[profile].base_image})
+    assert ops(ctr)[1] == ("from", {"address": pins.PROFILES[profile].runtime_image})
     assert ["uv", "python", "install", pins.PYTHON_VERSION] in execs(ctr)
     assert ["uv", "venv", "--seed", "--python", pins.PYTHON_VERSION, paths.VENV] in execs(ctr)
     uv_sources = [
@@ -350,3 +350,37 @@ def test_every_installing_layer_ends_with_the_drift_guard() -> None:
         assert args[args.index("--absent") + 1] == "onnxruntime"
     assert "xformers==0.0.29.post1" in checks[2] and "mmcv==2.1.0" in checks[2]
     assert {"diffusers==0.38.0", "onnxruntime-gpu==1.20.2"} <= set(checks[-1])
+
+
+def test_the_image_has_no_cuda_toolkit_and_the_builders_do() -> None:
+    """The image's own chain starts from the CUDA base image; only the compiles use devel."""
+    profile = pins.PROFILES["cu124"]
+    for plan in ("wheel", "source"):
+        ctr = build(plan=plan)
+        own = [args["address"] for name, args in ops(ctr) if name == "from"]
+        assert own == [profile.runtime_image]
+        compiles = [
+            obj
+            for _, name, obj in nested(ctr)
+            if name == "source" and "wheel_cache" in describe(obj)
+        ]
+        assert compiles and all(
+            describe(obj).startswith(f"<container().from(address='{profile.devel_image}')")
+            for obj in compiles
+        )
+    # What was compiled is checked where it runs: in the image, not in the builder.
+    assert ["python", "/opt/steadydancer-tools/import_check.py"] == exec_with(build(), "mmcv.ops")[
+        :2
+    ]
+
+
+def test_torchs_cuda_libraries_are_on_the_library_path_of_the_image() -> None:
+    (value,) = [
+        args["value"]
+        for name, args in ops(build())
+        if name == "withEnvVariable" and args["name"] == "LD_LIBRARY_PATH"
+    ]
+    site = "/opt/venv/lib/python3.11/site-packages/nvidia"
+    for library in ("cudnn", "cublas", "cufft", "curand", "cuda_runtime"):
+        assert f"{site}/{library}/lib" in value
+    assert value.endswith(":${LD_LIBRARY_PATH}")  # the driver's folders stay

@@ -35,7 +35,8 @@ def test_layers_are_listed_in_build_order() -> None:
 def test_plan_names_every_pin() -> None:
     text = render(BuildOptions.parse("fp16", "cu121", "auto"))
     for needle in (
-        pins.PROFILES["cu121"].base_image,
+        pins.PROFILES["cu121"].runtime_image,
+        pins.PROFILES["cu121"].devel_image,
         "torch==2.5.1+cu121",
         "mmcv==2.1.0",
         "TORCH_CUDA_ARCH_LIST=8.0;8.6;8.9;9.0+PTX",

@@ -147,7 +147,7 @@ def pinned(plan: AttentionPlan) -> str:
 
 def attention(
     openmmlab_layer: dagger.Container,
-    torch_layer: dagger.Container,
+    torch_builder: dagger.Container,
     installer: Installer,
     plan: AttentionPlan,
 ) -> dagger.Container:
@@ -159,7 +159,7 @@ def attention(
             sha256 = installer.lock.flash_attn_sha256 if installer.lock else None
             wheels = release_wheel(plan, sha256)
         else:
-            wheels = flash_attn_source_wheel(torch_layer, installer.profile)
+            wheels = flash_attn_source_wheel(torch_builder, installer.profile)
         ctr = install_local_wheel(openmmlab_layer, wheels, pins.FLASH_ATTN)
         ctr = installer.install(ctr, list(FLASH_ATTN_RUNTIME))
         modules = ["flash_attn"]

@@ -1,4 +1,9 @@
-"""Layer 1: the CUDA devel image, system packages, and Python in a virtual environment."""
+"""Layer 1: a CUDA image, system packages, and Python in a virtual environment.
+
+The image's own chain starts from the CUDA base image (no toolkit: several GB less
+for every pod to pull); the builders that compile CUDA code start from the devel
+image of the same CUDA, with the same packages and Python, so their wheels fit.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +27,35 @@ APT_PACKAGES = (
 )
 
 
+NVIDIA_WHEEL_LIBRARIES = (
+    "cublas",
+    "cuda_cupti",
+    "cuda_nvrtc",
+    "cuda_runtime",
+    "cudnn",
+    "cufft",
+    "curand",
+    "cusolver",
+    "cusparse",
+    "nccl",
+    "nvjitlink",
+)
+
+
+def nvidia_library_path() -> str:
+    site = f"{paths.VENV}/lib/python{'.'.join(pins.PYTHON_VERSION.split('.')[:2])}/site-packages"
+    return ":".join(f"{site}/nvidia/{name}/lib" for name in NVIDIA_WHEEL_LIBRARIES)
+
+
 def uv_binary() -> dagger.File:
     return dag.container().from_(pins.UV_IMAGE).file("/uv")
 
 
-def base(installer: Installer) -> dagger.Container:
+def base(installer: Installer, builder: bool = False) -> dagger.Container:
     profile = installer.profile
     ctr = (
         dag.container()
-        .from_(profile.base_image)
+        .from_(profile.devel_image if builder else profile.runtime_image)
         .with_env_variable("DEBIAN_FRONTEND", "noninteractive")
         # The base image deletes downloaded packages; keep them on the cache volume instead.
         .with_exec(["rm", "-f", "/etc/apt/apt.conf.d/docker-clean"])
@@ -53,6 +78,12 @@ def base(installer: Installer) -> dagger.Container:
         .with_env_variable("PATH", f"{paths.VENV}/bin:${{PATH}}", expand=True)
         .with_env_variable("PYTHONUNBUFFERED", "1")
     )
+    if not builder:
+        # torch's nvidia-* wheels hold cuBLAS, cuDNN and the rest; onnxruntime-gpu looks for
+        # them by name, so they are found here as the toolkit would have been.
+        ctr = ctr.with_env_variable(
+            "LD_LIBRARY_PATH", f"{nvidia_library_path()}:${{LD_LIBRARY_PATH}}", expand=True
+        )
     return installer.install(
         ctr, [pins.SETUPTOOLS.requirement, *(pin.requirement for pin in pins.BUILD_TOOLS)]
     )

@@ -16,7 +16,7 @@ WHEEL_MOUNT = "/tmp/steadydancer-wheels"
 
 
 def builder(torch_layer: dagger.Container) -> dagger.Container:
-    """The torch layer with the wheel cache mounted: where CUDA extensions are compiled."""
+    """The devel torch layer with the wheel cache mounted: where CUDA extensions compile."""
     return source.with_tool(torch_layer, "wheel_cache").with_mounted_cache(
         WHEEL_CACHE, caches.volume("wheels")
     )
@@ -111,8 +111,12 @@ def install_local_wheel(
     )
 
 
-def openmmlab(torch_layer: dagger.Container, installer: Installer) -> dagger.Container:
-    ctr = install_local_wheel(torch_layer, mmcv_wheel(torch_layer, installer.profile), pins.MMCV)
+def openmmlab(
+    torch_layer: dagger.Container, torch_builder: dagger.Container, installer: Installer
+) -> dagger.Container:
+    """mmcv compiled in the devel builder, its wheel alone installed over the image's torch."""
+    wheel = mmcv_wheel(torch_builder, installer.profile)
+    ctr = install_local_wheel(torch_layer, wheel, pins.MMCV)
     ctr = installer.install(
         ctr,
         [
