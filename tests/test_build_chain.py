@@ -369,9 +369,8 @@ def test_the_image_has_no_cuda_toolkit_and_the_builders_do() -> None:
             for obj in compiles
         )
     # What was compiled is checked where it runs: in the image, not in the builder.
-    assert ["python", "/opt/steadydancer-tools/import_check.py"] == exec_with(build(), "mmcv.ops")[
-        :2
-    ]
+    check = exec_with(build(), "mmcv.ops")
+    assert check[:2] == ["python", "/opt/steadydancer-tools/import_check.py"]
 
 
 def test_torchs_cuda_libraries_are_on_the_library_path_of_the_image() -> None:
