@@ -15,7 +15,7 @@ from dagger.mod._exceptions import FunctionError
 from steadydancer import catalog, workflows
 
 from ci import doctor as doctor_checks
-from ci import image, pins, plan, relock
+from ci import image, pins, plan, registries, relock
 from ci import lock as locks
 from ci import smoke_test as on_engine
 from ci import validate as validation
@@ -37,6 +37,10 @@ Attention = Annotated[
     AttentionMode, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
 ]
 DEFAULT_PROFILE = ProfileName(pins.DEFAULT_PROFILE)
+LayerLimit = Annotated[
+    float,
+    Doc("the registry's per-layer limit in GB, for one this module does not know (0: known)"),
+]
 EnableFlashAttn = Annotated[
     bool, Doc("false forces the xformers branch, like the seed's ENABLE_FLASH_ATTN=false")
 ]
@@ -280,6 +284,10 @@ class SteadyDancer:
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
         bake_models: BakeModels = True,
+        registry: Annotated[
+            str, Doc("an image address: check each layer against that registry's limit")
+        ] = "",
+        layer_limit_gb: LayerLimit = 0.0,
     ) -> str:
         """The layers of a build, their pins and what each one's cache depends on (no build)."""
         with reported():
@@ -289,7 +297,41 @@ class SteadyDancer:
                 attention_mode=attention.value,
                 bake_models=bake_models,
             )
-            return plan.render(options)
+            return plan.render(options, registry or None, layer_limit_gb)
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def publish(
+        self,
+        address: Annotated[str, Doc("where to push, e.g. ghcr.io/me/steadydancer:fp8")],
+        variant: Variant = catalog.DEFAULT_VARIANT,
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
+        enable_flash_attn: EnableFlashAttn = True,
+        bake_models: BakeModels = True,
+        hf_token: HfToken = None,
+        username: Annotated[str, Doc("registry user name, with --password")] = "",
+        password: Annotated[
+            dagger.Secret | None, Doc("registry password or token, e.g. env://REGISTRY_TOKEN")
+        ] = None,
+        layer_limit_gb: LayerLimit = 0.0,
+    ) -> str:
+        """Build and push the image, after checking every layer fits the registry's limit."""
+        with reported():
+            options = BuildOptions.parse(
+                variant_name=variant,
+                profile_name=profile.value,
+                attention_mode=attention.value,
+                enable_flash_attn=enable_flash_attn,
+                bake_models=bake_models,
+            )
+            target = registries.registry_for(address, layer_limit_gb)
+            refused = registries.refusal(address, options.variant, target)
+            if options.bake_models and refused:
+                raise InputError(refused)
+            built = image.image(options, await _plan(options), hf_token)
+        if password is not None:
+            built = built.with_registry_auth(registries.host_of(address), username, password)
+        return await built.publish(address)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def doctor(self, profile: Profile = DEFAULT_PROFILE) -> str:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from steadydancer import catalog
 
-from ci import caches, paths, pins
+from ci import caches, paths, pins, registries
 from ci.installs import Installer
 from ci.layers import attention as attention_layer
+from ci.layers import models as models_layer
 from ci.layers.base import APT_PACKAGES
 from ci.layers.openmmlab import MMCV_BUILD_ENV
 from ci.options import BuildOptions, InputError
@@ -44,6 +45,10 @@ def _attention(options: BuildOptions) -> list[str]:
     return [f"flash-attn wheel {url}", source_build, last]
 
 
+def _gb(size: int | None) -> str:
+    return f"{size / 1e9:6.2f} GB" if size is not None else "     ? GB"
+
+
 def _size(files: tuple[catalog.ModelFile, ...]) -> str:
     known = [entry.size for entry in files if entry.size is not None]
     unknown = len(files) - len(known)
@@ -54,7 +59,10 @@ def _size(files: tuple[catalog.ModelFile, ...]) -> str:
 def layers(options: BuildOptions) -> list[LayerPlan]:
     profile = options.profile
     files = catalog.files_for(options.variant)
-    model_lines = [f"{entry.repo}/{entry.path} -> models/{entry.target}" for entry in files]
+    model_lines = [
+        f"{_gb(entry.size)}  {entry.repo}/{entry.path} -> models/{entry.target}"
+        for entry in models_layer.layer_order(options.variant)
+    ]
     plan = [
         LayerPlan(
             "base",
@@ -96,9 +104,14 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
         plan.append(
             LayerPlan(
                 "models",
-                [f"variant {options.variant}: {len(files)} files, {_size(files)}", *model_lines],
-                f"the variant's manifest and fetch_models.py only (fetched in a container of "
-                f"its own); volume {caches.PREFIX}-huggingface",
+                [
+                    f"variant {options.variant}: {len(files)} files, {_size(files)}, one layer "
+                    "per file (files every variant shares first)",
+                    *model_lines,
+                ],
+                "each file's catalog entry and fetch_models.py only (fetched in a container of "
+                f"its own): the same file is the same layer in every variant; volume "
+                f"{caches.PREFIX}-huggingface",
             )
         )
     plan += [
@@ -125,7 +138,7 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
     return plan
 
 
-def render(options: BuildOptions) -> str:
+def render(options: BuildOptions, registry: str | None = None, layer_limit_gb: float = 0) -> str:
     baked = "baked" if options.bake_models else "fetched at boot"
     lines = [
         f"steady-dancer build: variant {options.variant}, profile {options.profile.name}, "
@@ -138,6 +151,14 @@ def render(options: BuildOptions) -> str:
         lines.append(f"{number}. {layer.name}")
         lines += [f"     {line}" for line in layer.contents]
         lines.append(f"     cache: {layer.cache_key}")
+    if registry:
+        lines += ["", f"publish to {registry}:"]
+        lines += [
+            f"  {line}"
+            for line in registries.report(
+                registry, options.variant, options.bake_models, layer_limit_gb
+            )
+        ]
     return "\n".join(lines)
 
 
@@ -163,6 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         "(auto: flash-attn, else xformers)",
     )
     parser.add_argument(
+        "--registry",
+        metavar="ADDRESS",
+        help="an image address (ghcr.io/me/steadydancer:fp8): check each layer against that "
+        "registry's per-layer limit",
+    )
+    parser.add_argument(
+        "--layer-limit-gb",
+        type=float,
+        default=0,
+        help="with --registry: the registry's per-layer limit, when it is not a known one",
+    )
+    parser.add_argument(
         "--no-bake-models",
         action="store_true",
         help="plan an image without models (pods that fetch them to a volume at boot)",
@@ -175,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(render(options))
+    print(render(options, args.registry, args.layer_limit_gb))
     return 0
 
 

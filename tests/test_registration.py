@@ -38,6 +38,7 @@ FUNCTIONS = {
     "models",
     "build",
     "plan",
+    "publish",
     "doctor",
 }
 
