@@ -478,6 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run `{LOCK_COMMAND} --profile {profile.name}` and commit it", file=sys.stderr)
         return 1
     path.write_text(fresh)
+    from ci import sizes  # plan's size model reads what the lock names
+
+    try:
+        wheel_sizes = sizes.record(Lock.parse(profile.name, fresh))
+    except Exception as exc:  # the lock stands; only plan's size estimate waits for the next run
+        print(f"warning: wheel sizes not recorded ({type(exc).__name__}: {exc})", file=sys.stderr)
+    else:
+        sizes.write(profile.name, wheel_sizes)
     print(
         f"wrote {path} ({len(Lock.parse(profile.name, fresh).versions)} packages, cutoff {cutoff})"
     )

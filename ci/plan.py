@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from steadydancer import catalog
 
-from ci import caches, paths, pins, registries
+from ci import caches, paths, pins, registries, sizes
 from ci.installs import Installer
 from ci.layers import attention as attention_layer
 from ci.layers import models as models_layer
@@ -151,6 +151,13 @@ def render(options: BuildOptions, registry: str | None = None, layer_limit_gb: f
         lines.append(f"{number}. {layer.name}")
         lines += [f"     {line}" for line in layer.contents]
         lines.append(f"     cache: {layer.cache_key}")
+    lines += ["", "estimated size, layer by layer (compressed, as pushed and pulled):"]
+    lines += [
+        f"  {line}"
+        for line in sizes.summary(
+            options.profile, options.variant, options.attention, options.bake_models
+        )
+    ]
     if registry:
         lines += ["", f"publish to {registry}:"]
         lines += [
