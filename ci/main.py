@@ -271,6 +271,7 @@ class SteadyDancer:
             variant,
             sets,
             str(time.time_ns()),
+            options.bake_models,
         )
         if await run.exit_code() != 0:
             report = await run.directory(on_engine.OUT).file("report.json").contents()

@@ -16,9 +16,23 @@ OUT = "/smoke"
 TIERS = ("boot", "generate")
 
 
+READY_TIMEOUT_S = {True: 900, False: 3 * 3600}
+"""The client's wait for ComfyUI: with models baked it only boots; without, it first fetches
+28 GB to the volume. The client, not the engine, owns readiness: see service()."""
+
+
 def service(image: dagger.Container) -> dagger.Service:
-    """ComfyUI started by the image's entrypoint, with all of the engine's GPUs."""
-    return image.experimental_with_all_gp_us().as_service(use_entrypoint=True)
+    """ComfyUI started by the image's entrypoint, with all of the engine's GPUs.
+
+    The engine's own health check of an exposed port gives up after its backoff (15 minutes
+    at most), which a boot that fetches the models outlasts; the smoke client waits instead.
+    """
+    return (
+        image.without_exposed_port(paths.COMFYUI_PORT)
+        .with_exposed_port(paths.COMFYUI_PORT, experimental_skip_healthcheck=True)
+        .experimental_with_all_gp_us()
+        .as_service(use_entrypoint=True)
+    )
 
 
 def client(
@@ -29,6 +43,7 @@ def client(
     variant: str,
     sets: list[str],
     run_id: str,
+    baked: bool = True,
 ) -> dagger.Container:
     """The smoke client's run; it may fail, so its report can still be read (exit code kept)."""
     command = [
@@ -38,6 +53,7 @@ def client(
         "--tier", tier,
         "--variant", variant,
         "--out", OUT,
+        "--ready-timeout", str(READY_TIMEOUT_S[baked]),
     ]  # fmt: skip
     for pair in sets:
         command += ["--set", pair]

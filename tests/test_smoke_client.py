@@ -389,3 +389,15 @@ def test_a_missing_model_hint_for_any_node_that_names_a_model_file() -> None:
     failure["errors"][0]["extra_info"] = {"received_value": "dpm++_sde"}
     (line,) = smoke.readable_node_errors({"19": failure}, {})
     assert "fetch the models" not in line
+
+
+def test_the_attention_rendered_is_what_the_server_runs_not_what_the_image_was_built_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the image STEADYDANCER_ATTENTION says flash_attn_2; a server that fell back to SDPA
+    was started without --use-flash-attention, and the client renders SDPA."""
+    monkeypatch.setenv("STEADYDANCER_ATTENTION", "flash_attn_2")
+    cassette = with_device(load("comfyui-steadydancer-pose-placeholders.json"), "cuda")
+    with replaying(cassette) as (url, _):
+        report = run(url, tmp_path, "steadydancer-pose", tier="boot")
+    assert report.attention == "sdpa"

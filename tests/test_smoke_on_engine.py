@@ -74,3 +74,24 @@ def test_bad_smoke_arguments_are_refused_before_building(
 ) -> None:
     with pytest.raises(FunctionError, match=message):
         call(**inputs)
+
+
+def test_the_client_not_the_engine_owns_readiness() -> None:
+    """The engine's port health check gives up after its backoff; a boot that fetches 28 GB
+    outlasts it, so the port skips it and the client's deadline is sized to the boot."""
+    built, service, run = smoke_chain()
+    served = describe(service)
+    skip = "withExposedPort(port=8188, experimentalSkipHealthcheck=True)"
+    assert "withoutExposedPort(port=8188)" in served and skip in served
+    assert served.index(skip) > served.index("withoutExposedPort(port=8188)")
+    baked = execs(run)[-1]
+    assert baked[baked.index("--ready-timeout") + 1] == "900"
+    unbaked = on_engine.client(built, service, "cpu-smoke", "boot", "fp8", [], "run-2", False)
+    command = execs(unbaked)[-1]
+    assert command[command.index("--ready-timeout") + 1] == str(3 * 3600)
+    assert render(service)[-1].startswith("{\n  container {")
+
+
+def test_the_image_lets_its_preflight_explain_an_old_driver() -> None:
+    built, _, _ = smoke_chain()
+    assert ("withEnvVariable", {"name": "NVIDIA_DISABLE_REQUIRE", "value": "1"}) in ops(built)

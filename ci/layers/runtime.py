@@ -45,6 +45,9 @@ def runtime(
         .with_env_variable("STEADYDANCER_VARIANT", variant)
         .with_env_variable("STEADYDANCER_MODELS_BAKED", "true" if baked else "false")
         .with_env_variable("COMFYUI_PORT", str(paths.COMFYUI_PORT))
+        # The CUDA image's NVIDIA_REQUIRE_CUDA makes the container toolkit refuse an older
+        # driver before anything runs; the entrypoint's preflight refuses it in words instead.
+        .with_env_variable("NVIDIA_DISABLE_REQUIRE", "1")
         .with_workdir(paths.COMFYUI_DIR)
         .with_exposed_port(paths.COMFYUI_PORT, description="ComfyUI web UI and API")
         .with_entrypoint(["tini", "--", "python", "-m", "steadydancer.entrypoint"])

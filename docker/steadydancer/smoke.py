@@ -258,14 +258,14 @@ class Comfy:
         return path
 
 
-def served_attention(stats: dict[str, Any]) -> str | None:
-    """The attention backend the server runs with, read from the flags it was started with."""
+def served_attention(stats: dict[str, Any]) -> str:
+    """The attention backend the server runs with, read from the flags it was started with.
+
+    The entrypoint passes --use-flash-attention only when flash-attn ran on this GPU; without
+    it WanVideoWrapper's mode is SDPA, whatever the image was built with.
+    """
     argv = stats.get("system", {}).get("argv") or []
-    if "--use-flash-attention" in argv:
-        return "flash_attn_2"
-    if "--use-pytorch-cross-attention" in argv:
-        return "sdpa"
-    return None
+    return "flash_attn_2" if "--use-flash-attention" in argv else "sdpa"
 
 
 def readable_node_errors(node_errors: dict[str, Any], prompt: dict[str, Any]) -> list[str]:
@@ -563,9 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--attention",
-        default=os.environ.get("STEADYDANCER_ATTENTION"),
         help="attention backend to render for (flash_attn_2, xformers or sdpa); default: what "
-        "the server was started with (env STEADYDANCER_ATTENTION)",
+        "the server was started with, read from its flags",
     )
     parser.add_argument(
         "--set",
