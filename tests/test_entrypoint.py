@@ -538,3 +538,15 @@ def test_every_bad_variable_is_named_before_the_volume_is_touched(root: Root) ->
         assert expected in line
     assert list(root.workspace.iterdir()) == []
     assert "storage: start" not in result.stdout
+
+
+def test_a_start_command_runs_instead_of_the_boot(root: Root) -> None:
+    """RunPod's Container Start Command, or `docker run IMAGE bash`, arrives as arguments."""
+    result = root.boot("sh", "-c", "echo started-by-hand; exit 3")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "running the given command instead of the boot: sh -c" in result.stdout
+    assert "started-by-hand" in result.stdout
+    assert not root.record.exists() and not root.workspace.exists()
+    missing = root.boot("no-such-program")
+    assert missing.returncode == 127
+    assert "cannot run 'no-such-program': No such file or directory" in missing.stdout

@@ -66,12 +66,18 @@ def test_ssh_sessions_get_settings_but_no_secret_and_only_root_reads_them(tmp_pa
         "PUBLIC_KEY": public_key("k"),
         "STEADYDANCER_VARIANT": "fp8",
         "PATH": "/opt/venv/bin:/usr/bin",
+        "UV_CONSTRAINT": "/opt/steadydancer/pins/constraints.txt",
+        "LD_LIBRARY_PATH": "/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib",
+        "HOME": "/root",
+        "PWD": "/opt/ComfyUI",
     }
     paths.environment.write_text("stale\n")
     os.chmod(paths.environment, 0o644)
     runpod.export_environment(paths, env)
     text = paths.environment.read_text()
     assert "export RUNPOD_POD_ID=abc123" in text and "export STEADYDANCER_VARIANT=fp8" in text
+    assert "export UV_CONSTRAINT=" in text and "export LD_LIBRARY_PATH=" in text
+    assert "HOME=" not in text and "PWD=" not in text
     assert "secret" not in text.lower() and "KEY" not in text
     assert oct(paths.environment.stat().st_mode & 0o777) == "0o600"
     assert f"source {paths.environment}" in paths.bashrc.read_text()

@@ -17,7 +17,9 @@ Environment:
   COMFYUI_ARGS              extra ComfyUI arguments, split like a shell would
   HF_TOKEN                  for gated model repositories (never printed)
 
-Usage: python -m steadydancer.entrypoint [--check]   (--check: preflight and probe only)
+Usage: python -m steadydancer.entrypoint [--check] [COMMAND...]
+  --check    preflight and probe only
+  COMMAND    run instead of the boot (RunPod's Container Start Command, `docker run IMAGE bash`)
 """
 
 from __future__ import annotations
@@ -341,7 +343,21 @@ def boot_and_run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="preflight and attention probe only")
+    parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        help="a command to run instead of the boot (RunPod's Container Start Command, "
+        "`docker run IMAGE bash`)",
+    )
     args = parser.parse_args(argv)
+    if args.command:
+        # A pod's start command arrives here as arguments: run it, as a CMD would have run.
+        log(f"running the given command instead of the boot: {shlex.join(args.command)}")
+        try:
+            os.execvp(args.command[0], args.command)
+        except OSError as exc:
+            log(f"cannot run {args.command[0]!r}: {exc.strerror}")
+            return 127
     signal.signal(signal.SIGTERM, stop_early)
     signal.signal(signal.SIGINT, stop_early)
     children: dict[str, subprocess.Popen[bytes]] = {}

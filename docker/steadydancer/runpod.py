@@ -17,15 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXPORTED_PREFIXES = ("RUNPOD_", "STEADYDANCER_", "COMFYUI_", "CUDA_", "NVIDIA_")
-EXPORTED_NAMES = (
-    "PATH",
-    "VIRTUAL_ENV",
-    "PYTHONPATH",
-    "PIP_CONSTRAINT",
-    "UV_CONSTRAINT",
-    "UV_OVERRIDE",
-)
+PER_PROCESS = ("HOME", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "HOSTNAME")
+"""Variables every shell sets for itself: an SSH session keeps its own."""
 NEVER_EXPORTED = ("HF_TOKEN", "PUBLIC_KEY")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 """A variable whose name holds one of these (RUNPOD_API_KEY) never reaches SSH sessions."""
@@ -79,11 +72,16 @@ def secret(name: str) -> bool:
 
 
 def exported(env: Mapping[str, str]) -> str:
-    """`export` lines for SSH sessions: the pod's and the image's settings, never a secret."""
+    """`export` lines for SSH sessions: every setting of the pod and the image, no secret.
+
+    As RunPod's own images do, everything is exported (UV_*, LD_LIBRARY_PATH, the pod's
+    RUNPOD_* settings...), so a session sees the environment ComfyUI runs in; what is a
+    secret by its name is left out.
+    """
     lines = [
         f"export {name}={shlex.quote(value)}"
         for name, value in sorted(env.items())
-        if not secret(name) and (name in EXPORTED_NAMES or name.startswith(EXPORTED_PREFIXES))
+        if not secret(name) and name not in PER_PROCESS and name.isidentifier()
     ]
     return "\n".join(lines) + "\n"
 
