@@ -71,6 +71,23 @@ def reported() -> Iterator[None]:
         raise FunctionError(str(exc)) from None
 
 
+def _options(
+    variant: str,
+    profile: ProfileName,
+    attention: AttentionMode,
+    enable_flash_attn: bool = True,
+    bake_models: bool = True,
+) -> BuildOptions:
+    """The arguments of a build, checked (InputError names the first bad one)."""
+    return BuildOptions.parse(
+        variant_name=variant,
+        profile_name=profile.value,
+        attention_mode=attention.value,
+        enable_flash_attn=enable_flash_attn,
+        bake_models=bake_models,
+    )
+
+
 async def _after_attention(
     layer: Callable[[pins.Profile, AttentionPlan], dagger.Container],
     profile: ProfileName,
@@ -217,13 +234,7 @@ class SteadyDancer:
     ) -> dagger.Container:
         """The whole image: every layer, then docker/, workflows/, port 8188 and the entrypoint."""
         with reported():
-            options = BuildOptions.parse(
-                variant_name=variant,
-                profile_name=profile.value,
-                attention_mode=attention.value,
-                enable_flash_attn=enable_flash_attn,
-                bake_models=bake_models,
-            )
+            options = _options(variant, profile, attention, enable_flash_attn, bake_models)
             return image.image(options, await _plan(options), hf_token)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
@@ -247,12 +258,7 @@ class SteadyDancer:
     ) -> dagger.Directory:
         """Serve the image on the engine's GPUs, run the smoke client; the video(s) and report."""
         with reported():
-            options = BuildOptions.parse(
-                variant_name=variant,
-                profile_name=profile.value,
-                attention_mode=attention.value,
-                bake_models=bake_models,
-            )
+            options = _options(variant, profile, attention, bake_models=bake_models)
             if workflow not in workflows.names(source_workflows()):
                 known = ", ".join(workflows.names(source_workflows()))
                 raise InputError(f"unknown workflow {workflow!r}; accepted: {known}")
@@ -292,12 +298,7 @@ class SteadyDancer:
     ) -> str:
         """The layers of a build, their pins and what each one's cache depends on (no build)."""
         with reported():
-            options = BuildOptions.parse(
-                variant_name=variant,
-                profile_name=profile.value,
-                attention_mode=attention.value,
-                bake_models=bake_models,
-            )
+            options = _options(variant, profile, attention, bake_models=bake_models)
             return plan.render(options, registry or None, layer_limit_gb)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
@@ -318,13 +319,7 @@ class SteadyDancer:
     ) -> str:
         """Build and push the image, after checking every layer fits the registry's limit."""
         with reported():
-            options = BuildOptions.parse(
-                variant_name=variant,
-                profile_name=profile.value,
-                attention_mode=attention.value,
-                enable_flash_attn=enable_flash_attn,
-                bake_models=bake_models,
-            )
+            options = _options(variant, profile, attention, enable_flash_attn, bake_models)
             target = registries.registry_for(address, layer_limit_gb)
             refused = registries.refusal(address, options.variant, target)
             if options.bake_models and refused:
