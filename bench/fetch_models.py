@@ -1,13 +1,14 @@
 """Benchmark the model fetcher against the local Hub-protocol server of the tests.
 
-Usage: python -m bench.fetch_models [--variant fp8] [--scale 0.02] [--rate-mb 50]
+Usage: python -m bench.fetch_models [--variant fp8] [--scale 0.02] [--rate-mb 50] [--faults]
 
 Serves the variant's files from the catalog, each scaled down by --scale (so the
 one large DiT and the seven small files keep the catalog's proportions), with
 each CDN connection held to --rate-mb MB/s, as the Hub's CDN holds each
 connection. Measures the whole set fetched end to end one file at a time
 (--jobs 1) and four at a time (--jobs 4), then a TCP reset at 60 % of the
-largest file: the bytes sent in all, against a restart from zero.
+largest file: the bytes sent in all, against a restart from zero. With --faults,
+each fault the fetcher survives, on the largest file: bytes sent and seconds taken.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from steadydancer import catalog
@@ -29,7 +31,12 @@ FETCHER = Path(__file__).resolve().parents[1] / "docker" / "steadydancer" / "fet
 
 
 def fetch(
-    endpoint: str, work: Path, entries: list[dict[str, object]], dest: Path, jobs: int
+    endpoint: str,
+    work: Path,
+    entries: list[dict[str, object]],
+    dest: Path,
+    jobs: int,
+    *extra: str,
 ) -> float:
     manifest = work / "manifest.json"
     manifest.write_text(json.dumps(entries))
@@ -48,6 +55,7 @@ def fetch(
             str(jobs),
             "--progress-interval",
             "3600",
+            *extra,
         ],
         check=True,
         env=env,
@@ -69,6 +77,9 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=0.02, help="each file's size factor")
     parser.add_argument(
         "--rate-mb", type=float, default=50, help="each connection's limit, in MB/s (like a CDN)"
+    )
+    parser.add_argument(
+        "--faults", action="store_true", help="also time each fault on the largest file"
     )
     args = parser.parse_args()
     hub = Hub(rate=args.rate_mb * 1_000_000)
@@ -105,7 +116,31 @@ def main() -> int:
             f"{(sent - size) / 1e6:.1f} MB of it again; a restart from zero sends "
             f"{size * 1.6 / 1e6:.0f} MB"
         )
+        if args.faults:
+            faults(hub, endpoint, work, largest)
     return 0
+
+
+def faults(hub: Hub, endpoint: str, work: Path, largest: dict[str, object]) -> None:
+    """Each fault once on the largest file: what it cost in bytes and seconds."""
+    size, path = int(str(largest["size"])), str(largest["path"])
+    cases: list[tuple[str, Callable[[], None], tuple[str, ...]]] = [
+        ("none", lambda: None, ()),
+        ("TCP reset at 60 %", lambda: hub.reset_after.__setitem__(path, int(size * 0.6)), ()),
+        ("clean close at 60 %", lambda: hub.cut_after.__setitem__(path, int(size * 0.6)), ()),
+        ("stall of 3 s, timeout 1 s", lambda: hub.stall.__setitem__(path, 3.0), ("--timeout", "1")),
+        (
+            "503 with Retry-After: 2",
+            lambda: (hub.errors.__setitem__(path, [503]), hub.retry_after.__setitem__(path, "2")),
+            (),
+        ),
+    ]
+    print(f"faults on {size / 1e6:.0f} MB:")
+    for number, (label, inject, extra) in enumerate(cases):
+        hub.sent.clear()
+        inject()
+        seconds = fetch(endpoint, work, [largest], work / f"fault-{number}", 1, *extra)
+        print(f"  {label:28} {hub.sent.get(path, 0) / 1e6:7.1f} MB sent, {seconds:5.1f} s")
 
 
 if __name__ == "__main__":

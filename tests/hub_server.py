@@ -181,7 +181,10 @@ def serve(hub: Hub) -> Iterator[str]:
             started = time.monotonic()
             for offset in range(0, len(part), 1 << 20):
                 piece = part[offset : offset + (1 << 20)]
-                self.wfile.write(piece)
+                try:
+                    self.wfile.write(piece)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up on this answer (a stall past its timeout)
                 with hub.lock:
                     hub.sent[path] = hub.sent.get(path, 0) + len(piece)
                 if hub.rate:
