@@ -88,6 +88,11 @@ def _options(
     )
 
 
+async def _image(options: BuildOptions, hf_token: dagger.Secret | None) -> dagger.Container:
+    """The whole image: the attention branch chosen, the token keyed so it changes no layer."""
+    return image.image(options, await _plan(options), await models_layer.keyed_token(hf_token))
+
+
 async def _after_attention(
     layer: Callable[[pins.Profile, AttentionPlan], dagger.Container],
     profile: ProfileName,
@@ -215,12 +220,13 @@ class SteadyDancer:
         return dag.directory().with_new_file("catalog.json", text).file("catalog.json")
 
     @function
-    def models(
+    async def models(
         self, variant: Variant = catalog.DEFAULT_VARIANT, hf_token: HfToken = None
     ) -> dagger.Directory:
         """Layer 5: the variant's model files from Hugging Face, as ComfyUI's models/ folder."""
         with reported():
-            return models_layer.models(BuildOptions.parse(variant_name=variant).variant, hf_token)
+            chosen = BuildOptions.parse(variant_name=variant).variant
+        return models_layer.models(chosen, await models_layer.keyed_token(hf_token))
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def build(
@@ -235,7 +241,7 @@ class SteadyDancer:
         """The whole image: every layer, then docker/, workflows/, port 8188 and the entrypoint."""
         with reported():
             options = _options(variant, profile, attention, enable_flash_attn, bake_models)
-            return image.image(options, await _plan(options), hf_token)
+            return await _image(options, hf_token)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def smoke_test(
@@ -267,7 +273,7 @@ class SteadyDancer:
                 values["steps"] = steps
             # The manifest's bounds, here as in the client: a bad value costs no build.
             workflows.check_values(workflows.load(workflow, source_workflows()), values)
-            built = image.image(options, await _plan(options), hf_token)
+            built = await _image(options, hf_token)
         sets = [f"{name}={value}" for name, value in values.items()]
         run = on_engine.client(
             built,
@@ -324,7 +330,7 @@ class SteadyDancer:
             refused = registries.refusal(address, options.variant, target)
             if options.bake_models and refused:
                 raise InputError(refused)
-            built = image.image(options, await _plan(options), hf_token)
+            built = await _image(options, hf_token)
         if password is not None:
             built = built.with_registry_auth(registries.host_of(address), username, password)
         return await built.publish(address)

@@ -112,3 +112,36 @@ def test_lock_models_pins_revisions_sizes_and_digests(tmp_path: Path) -> None:
         "sha256": digest,
         "source": "test",
     }
+
+
+class AddressedToken:
+    """Stands in for the engine's answer to Secret.uri for a token given as env://HF_TOKEN."""
+
+    def __init__(self, uri: str = "env://HF_TOKEN") -> None:
+        self.address = uri
+
+    async def uri(self) -> str:
+        return self.address
+
+
+def test_the_token_is_keyed_so_a_rotated_one_changes_no_layer() -> None:
+    import anyio
+
+    from tests.dagger_offline import describe, render
+
+    entry = catalog.FILES["wan-vae-bf16"]
+    first = anyio.run(models_layer.keyed_token, AddressedToken())
+    rotated = anyio.run(models_layer.keyed_token, AddressedToken())
+    layer = models_layer.model_file(entry, first)
+    assert describe(layer) == describe(models_layer.model_file(entry, rotated))
+    assert f"cacheKey='{models_layer.TOKEN_CACHE_KEY}'" in describe(layer)
+    from_file = anyio.run(models_layer.keyed_token, AddressedToken("file:///run/hf-token"))
+    assert f"cacheKey='{models_layer.TOKEN_CACHE_KEY}'" in describe(
+        models_layer.model_file(entry, from_file)
+    )
+    assert anyio.run(models_layer.keyed_token, None) is None
+    documents = render(layer)  # validated against the engine's schema
+    assert any(
+        f'secret(uri: "env://HF_TOKEN", cacheKey: "{models_layer.TOKEN_CACHE_KEY}")' in document
+        for document in documents
+    )

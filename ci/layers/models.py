@@ -34,6 +34,22 @@ def manifest(files: tuple[catalog.ModelFile, ...]) -> str:
     return json.dumps([entry.to_manifest() for entry in files], indent=1)
 
 
+TOKEN_CACHE_KEY = "steadydancer-hf-token"
+
+
+async def keyed_token(token: dagger.Secret | None) -> dagger.Secret | None:
+    """The token under a fixed cache key: which token (or a rotated one) fetched a file
+    changes no layer; the engine keys a secret by its plaintext otherwise.
+
+    Only a secret given by address (env://, file://, cmd://...) can be re-keyed; one made
+    from a plain value keeps its own key.
+    """
+    if token is None:
+        return None
+    uri = await token.uri()
+    return dag.secret(uri, cache_key=TOKEN_CACHE_KEY) if uri else token
+
+
 def python_container() -> dagger.Container:
     """A small Python with the module's uv, installing into its system Python."""
     return caches.with_uv_cache(
