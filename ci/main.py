@@ -37,6 +37,8 @@ Attention = Annotated[
     AttentionMode, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
 ]
 DEFAULT_PROFILE = ProfileName(pins.DEFAULT_PROFILE)
+DANCE_WORKFLOW = "steadydancer-dance"
+"""The workflow that takes a driving video of a person (the official pose path, once it exists)."""
 LayerLimit = Annotated[
     float,
     Doc("the registry's per-layer limit in GB, for one this module does not know (0: known)"),
@@ -289,6 +291,67 @@ class SteadyDancer:
             report = await run.directory(on_engine.OUT).file("report.json").contents()
             raise FunctionError(f"smoke test failed:\n{await run.stderr()}\n{report}")
         return run.directory(on_engine.OUT)
+
+    @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
+    async def dance(
+        self,
+        reference: Annotated[dagger.File, Doc("the person to animate: a PNG or JPEG image")],
+        driving: Annotated[dagger.File, Doc("the motion to follow: a video (mp4, webm, mov)")],
+        variant: Variant = catalog.DEFAULT_VARIANT,
+        workflow: Annotated[
+            str, Doc("steadydancer-dance: pose detected in the driving video and aligned")
+        ] = DANCE_WORKFLOW,
+        frames: Annotated[int, Doc("frames of the clip, 4n+1 (5 to 321)")] = 81,
+        width: Annotated[int, Doc("clip width, a multiple of 16")] = 480,
+        height: Annotated[int, Doc("clip height, a multiple of 16")] = 832,
+        steps: Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")] = 4,
+        seed: Annotated[int, Doc("sampling seed")] = 42,
+        prompt: Annotated[str, Doc("what the clip shows, in words")] = "",
+        profile: Profile = DEFAULT_PROFILE,
+        attention: Attention = AttentionMode.auto,
+        bake_models: BakeModels = True,
+        hf_token: HfToken = None,
+    ) -> dagger.File:
+        """Animate your reference image with the driving video's motion: the clip, as a file."""
+        with reported():
+            options = _options(variant, profile, attention, bake_models=bake_models)
+            if workflow != DANCE_WORKFLOW:
+                raise InputError(f"unknown dance workflow {workflow!r}; accepted: {DANCE_WORKFLOW}")
+            values: dict[str, object] = {
+                "frames": frames, "width": width, "height": height, "steps": steps, "seed": seed
+            }  # fmt: skip
+            if prompt:
+                values["prompt"] = prompt
+            workflows.check_values(workflows.load(workflow, source_workflows()), values)
+        sets = [f"{name}={value}" for name, value in values.items()]
+        inputs = {
+            "reference_image": (await reference.name(), reference),
+            "driving_video": (await driving.name(), driving),
+        }
+        checked = on_engine.input_check(workflow, variant, sets, inputs)
+        if await checked.exit_code() != 0:
+            raise FunctionError(f"dance: {(await checked.stderr()).strip()}")
+        with reported():
+            built = await _image(options, hf_token)
+        run = on_engine.client(
+            built,
+            on_engine.service(built),
+            workflow,
+            "generate",
+            variant,
+            sets,
+            str(time.time_ns()),
+            options.bake_models,
+            inputs,
+        )
+        if await run.exit_code() != 0:
+            report = await run.directory(on_engine.OUT).file("report.json").contents()
+            raise FunctionError(f"dance failed:\n{await run.stderr()}\n{report}")
+        out = run.directory(on_engine.OUT)
+        videos = await out.glob("*.mp4")
+        if not videos:
+            raise FunctionError("dance: the workflow finished without a video")
+        return out.file(videos[0])
 
     @function
     def plan(

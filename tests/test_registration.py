@@ -39,6 +39,7 @@ FUNCTIONS = {
     "build",
     "plan",
     "publish",
+    "dance",
     "doctor",
 }
 

@@ -34,6 +34,10 @@ from steadydancer.ready import NODES as STEADYDANCER_NODES
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
 MODEL_SUFFIXES = (".safetensors", ".gguf", ".onnx", ".pth", ".pt", ".ckpt", ".bin", ".sft")
 OOM_MARKERS = ("OutOfMemoryError", "out of memory", "CUDA error: out of memory")
+SIDES = (64, 8192)
+"""Pixels an input image or video may have on each side."""
+MAX_VIDEO_S = 300.0
+"""A driving video longer than this is refused: only its first frames are used anyway."""
 
 
 class SmokeError(Exception):
@@ -358,6 +362,7 @@ def check_media(name: str, path: Path, kind: str) -> None:
 
             try:
                 with Image.open(path) as image:
+                    size = image.size
                     image.verify()
             except (UnidentifiedImageError, OSError, SyntaxError) as exc:
                 raise ValueError(f"not an image ({exc})") from None
@@ -368,9 +373,20 @@ def check_media(name: str, path: Path, kind: str) -> None:
                 with av.open(str(path)) as container:
                     if not container.streams.video:
                         raise ValueError("no video stream in it")
-                    next(container.decode(video=0))
+                    frame = next(container.decode(video=0))
+                    size = (frame.width, frame.height)
+                    seconds = (container.duration or 0) / 1_000_000
             except (av.FFmpegError, StopIteration) as exc:
                 raise ValueError(f"not a video ({exc or 'no frame'})") from None
+            if seconds > MAX_VIDEO_S:
+                raise ValueError(
+                    f"the video lasts {seconds:.0f} s, over the {MAX_VIDEO_S:.0f} s accepted "
+                    "(only its first frames are used): trim it"
+                )
+        if not all(SIDES[0] <= side <= SIDES[1] for side in size):
+            raise ValueError(
+                f"{size[0]}x{size[1]} pixels; each side must be {SIDES[0]} to {SIDES[1]}"
+            )
     except ValueError as exc:
         raise SmokeError("inputs", f"--set {name}={path}: {exc}") from None
 
@@ -449,7 +465,10 @@ def run(
     out: Path,
     ready_timeout: float,
     run_timeout: float,
+    check_only: bool = False,
 ) -> Report:
+    """The smoke test against `url`; with check_only, the checks made before the first request
+    alone (parameters, variant, inputs), and nothing sent."""
     report = Report(url, workflow_name, tier, variant, attention)
     out.mkdir(parents=True, exist_ok=True)
     comfy = Comfy(url)
@@ -480,6 +499,9 @@ def run(
                 + ", ".join(workflows.ATTENTION_MODE),
             )
         uploads = media_inputs(workflow, values) if tier == "generate" else {}
+        if check_only:
+            report.status = "checked"
+            return report
         needed = set(STEADYDANCER_NODES) if tier == "boot" else workflow.class_types
         stats, _ = comfy.wait_ready(ready_timeout, needed)
         lap("ready")
@@ -587,6 +609,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--run-timeout", type=float, default=3600.0, help="seconds to wait for the run to finish"
     )
+    parser.add_argument(
+        "--check-only",
+        action="store_true",
+        help="check the parameters and the given inputs, then stop: no request is sent",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, stop_run)
     signal.signal(signal.SIGINT, stop_run)
@@ -601,6 +628,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             args.ready_timeout,
             args.run_timeout,
+            args.check_only,
         )
     except Stopped as exc:
         print(f"smoke test {exc.message}; {args.out / 'report.json'} written", file=sys.stderr)
@@ -609,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoke test failed at {exc}", file=sys.stderr)
         return 1
     print(json.dumps(asdict(report), indent=1))
+    if args.check_only:
+        print("inputs and parameters checked; nothing sent")
+        return 0
     print(f"smoke test passed: {len(report.outputs)} output(s) in {args.out}")
     return 0
 
