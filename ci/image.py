@@ -95,7 +95,10 @@ def nodes_layer(
     variant: str | None = None,
     hf_token: dagger.Secret | None = None,
 ) -> dagger.Container:
-    ctr = nodes(comfyui_layer(profile, plan, variant, hf_token), Installer.for_profile(profile))
+    installer = Installer.for_profile(profile)
+    ctr = nodes(comfyui_layer(profile, plan, variant, hf_token), installer)
+    # The serverless worker's SDK, on its own: a node pin bump keeps this install.
+    ctr = installer.install(ctr, [pins.RUNPOD.requirement])
     return guard(ctr, guarded(profile, plan, OPENMMLAB_PINS, COMFYUI_PINS, NODES_PINS))
 
 

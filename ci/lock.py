@@ -122,6 +122,7 @@ def root_requirements(profile: pins.Profile) -> list[str]:
         *(pin.requirement for pin in pins.OPENMMLAB_PACKAGES),
         pins.XFORMERS.requirement,
         *FLASH_ATTN_RUNTIME,
+        pins.RUNPOD.requirement,
         *(f"-r requirements/{pin.name}.txt" for pin in sources()),
     ]
 

@@ -178,6 +178,12 @@ ONNXRUNTIME_GPU = Pin(
     "CUDA 12 and cuDNN 9 like torch 2.5.1; 1.27 and later are CUDA 13 builds",
 )
 
+RUNPOD = Pin(
+    "runpod",
+    "1.12.0",
+    "RunPod's SDK for the serverless worker; 2.0 is still a release candidate",
+)
+
 MMENGINE = Pin("mmengine", "0.10.7", "accepted by both mmdet 3.3 (<1.0) and mmpose 1.3 (<=1.0)")
 MMCV = Pin(
     "mmcv",
@@ -297,6 +303,7 @@ def constraints(profile: Profile) -> list[str]:
         XTCOCOTOOLS.requirement,
         XFORMERS.requirement,
         FLASH_ATTN.requirement,
+        RUNPOD.requirement,
     ]
 
 
@@ -332,6 +339,7 @@ def table() -> list[tuple[str, str, str]]:
         ("TORCH_CUDA_ARCH_LIST (mmcv)", MMCV_CUDA_ARCHS, "Ampere, Ada and Hopper, plus PTX"),
         *((pin.name, pin.version, pin.reason) for pin in (FLASH_ATTN, XFORMERS)),
         *((pin.name, pin.commit, pin.reason) for pin in (COMFYUI, *NODE_PACKS)),
+        (RUNPOD.name, RUNPOD.version, RUNPOD.reason),
         *((pin.name, pin.version, pin.reason) for pin in (COMFY_KITCHEN, TRANSFORMERS, DIFFUSERS)),
         *(
             (f"excluded: {name}", "never installed", why)

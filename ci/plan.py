@@ -123,8 +123,12 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
         ),
         LayerPlan(
             "nodes",
-            [f"{pack.url} @ {pack.commit} ({pack.date})" for pack in pins.NODE_PACKS],
-            "comfyui + the packs' requirements.txt files together, then their trees",
+            [
+                *(f"{pack.url} @ {pack.commit} ({pack.date})" for pack in pins.NODE_PACKS),
+                f"{pins.RUNPOD.requirement} for the serverless worker, installed on its own",
+            ],
+            "comfyui + the packs' requirements.txt files together, then their trees; the "
+            "worker's SDK by its lock entries",
         ),
         LayerPlan(
             "runtime",

@@ -124,7 +124,13 @@ def python_layers(profile: pins.Profile, attention: str) -> list[LayerSize]:
         ),
         ("attention", attention_roots),
         ("comfyui", locks.tree_roots(lock, pins.COMFYUI)),
-        ("nodes", [root for pack in pins.NODE_PACKS for root in locks.tree_roots(lock, pack)]),
+        (
+            "nodes",
+            [
+                *(root for pack in pins.NODE_PACKS for root in locks.tree_roots(lock, pack)),
+                pins.RUNPOD.requirement,
+            ],
+        ),
     ]
     seen: set[str] = set()
     result = []

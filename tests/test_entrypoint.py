@@ -550,3 +550,21 @@ def test_a_start_command_runs_instead_of_the_boot(root: Root) -> None:
     missing = root.boot("no-such-program")
     assert missing.returncode == 127
     assert "cannot run 'no-such-program': No such file or directory" in missing.stdout
+
+
+def test_a_serverless_worker_starts_the_job_handler_beside_comfyui(root: Root) -> None:
+    root.bake(*ALL)
+    worker = executable(
+        root.path / "worker",
+        f'#!/bin/sh\necho "$COMFYUI_URL ${{HF_TOKEN:-no-token}}" > {root.path}/worker.ran\n',
+    )
+    result = root.boot(
+        RUNPOD_WEBHOOK_GET_JOB="https://api.runpod.example/job-take/endpoint-1",
+        STEADYDANCER_WORKER=str(worker),
+    )
+    assert result.returncode == 0, result.stdout
+    assert "services: serverless worker started beside ComfyUI" in result.stdout
+    wait_for(root.path / "worker.ran")
+    assert (root.path / "worker.ran").read_text() == "http://127.0.0.1:8188 no-token\n"
+    pod = root.boot()
+    assert "serverless worker" not in pod.stdout

@@ -14,6 +14,7 @@ Environment:
   ENABLE_FLASH_ATTN         "false" never uses flash-attn, whatever the image holds
   STEADYDANCER_ATTENTION    the branch recorded at build time: flash_attn_2 or xformers
   STEADYDANCER_ALLOW_CPU    "true" lets a host without a GPU start ComfyUI with --cpu
+  RUNPOD_WEBHOOK_GET_JOB    set by RunPod on serverless workers: the job handler starts too
   COMFYUI_ARGS              extra ComfyUI arguments, split like a shell would
   HF_TOKEN                  for gated model repositories (never printed)
 
@@ -277,6 +278,15 @@ def supervise(argv: list[str], children: dict[str, subprocess.Popen[bytes]]) -> 
     return code
 
 
+def start_worker(env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """The serverless handler, talking to the ComfyUI this entrypoint starts; its own group."""
+    command = shlex.split(
+        env.get("STEADYDANCER_WORKER", f"{sys.executable} -m steadydancer.serve.handler")
+    )
+    url = f"http://127.0.0.1:{env.get('COMFYUI_PORT', DEFAULT_PORT)}"
+    return subprocess.Popen(command, env={**os.environ, "COMFYUI_URL": url}, start_new_session=True)
+
+
 def start_ssh(
     paths: runpod.Paths, public_key: str, children: dict[str, subprocess.Popen[bytes]]
 ) -> None:
@@ -337,6 +347,10 @@ def boot_and_run(
     # /post_start.sh runs beside ComfyUI, as RunPod's images run it beside their services.
     if post := runpod.hook(paths, "post_start.sh"):
         children["post_start"] = runpod.start_hook(post)
+    if env.get("RUNPOD_WEBHOOK_GET_JOB"):
+        # A serverless worker: RunPod hands it jobs through that address.
+        children["worker"] = start_worker(env)
+        log("services: serverless worker started beside ComfyUI")
     return supervise(boot.comfyui_argv(layout, attention, gpu), children)
 
 

@@ -1,0 +1,1 @@
+"""What runs while the image serves generation: the RunPod serverless worker."""
