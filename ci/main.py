@@ -37,6 +37,9 @@ Attention = Annotated[
     AttentionMode, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
 ]
 DEFAULT_PROFILE = ProfileName(pins.DEFAULT_PROFILE)
+Width = Annotated[int, Doc("clip width, a multiple of 16 for SteadyDancer")]
+Height = Annotated[int, Doc("clip height, a multiple of 16 for SteadyDancer")]
+Steps = Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")]
 DANCE_WORKFLOW = "steadydancer-dance"
 """The workflow that takes a driving video of a person (the official pose path, once it exists)."""
 LayerLimit = Annotated[
@@ -93,6 +96,33 @@ def _options(
 async def _image(options: BuildOptions, hf_token: dagger.Secret | None) -> dagger.Container:
     """The whole image: the attention branch chosen, the token keyed so it changes no layer."""
     return image.image(options, await _plan(options), await models_layer.keyed_token(hf_token))
+
+
+async def _served_run(
+    what: str,
+    built: dagger.Container,
+    options: BuildOptions,
+    workflow: str,
+    tier: str,
+    sets: list[str],
+    inputs: on_engine.Inputs | None = None,
+) -> dagger.Container:
+    """The client's run beside the image served with every GPU; its report when it fails."""
+    run = on_engine.client(
+        built,
+        on_engine.service(built),
+        workflow,
+        tier,
+        options.variant,
+        sets,
+        str(time.time_ns()),
+        options.bake_models,
+        inputs,
+    )
+    if await run.exit_code() != 0:
+        report = await run.directory(on_engine.OUT).file("report.json").contents()
+        raise FunctionError(f"{what} failed:\n{await run.stderr()}\n{report}")
+    return run
 
 
 async def _after_attention(
@@ -256,9 +286,9 @@ class SteadyDancer:
             str, Doc("steadydancer-pose (default), steadydancer-dance or cpu-smoke")
         ] = "steadydancer-pose",
         frames: Annotated[int, Doc("frames of the clip, 4n+1 for SteadyDancer (5 to 321)")] = 33,
-        width: Annotated[int, Doc("clip width, a multiple of 16 for SteadyDancer")] = 480,
-        height: Annotated[int, Doc("clip height, a multiple of 16 for SteadyDancer")] = 832,
-        steps: Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")] = 4,
+        width: Width = 480,
+        height: Height = 832,
+        steps: Steps = 4,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
         bake_models: BakeModels = True,
@@ -277,19 +307,7 @@ class SteadyDancer:
             workflows.check_values(workflows.load(workflow, source_workflows()), values)
             built = await _image(options, hf_token)
         sets = [f"{name}={value}" for name, value in values.items()]
-        run = on_engine.client(
-            built,
-            on_engine.service(built),
-            workflow,
-            tier.value,
-            variant,
-            sets,
-            str(time.time_ns()),
-            options.bake_models,
-        )
-        if await run.exit_code() != 0:
-            report = await run.directory(on_engine.OUT).file("report.json").contents()
-            raise FunctionError(f"smoke test failed:\n{await run.stderr()}\n{report}")
+        run = await _served_run("smoke test", built, options, workflow, tier.value, sets)
         return run.directory(on_engine.OUT)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
@@ -302,9 +320,9 @@ class SteadyDancer:
             str, Doc("steadydancer-dance: pose detected in the driving video and aligned")
         ] = DANCE_WORKFLOW,
         frames: Annotated[int, Doc("frames of the clip, 4n+1 (5 to 321)")] = 81,
-        width: Annotated[int, Doc("clip width, a multiple of 16")] = 480,
-        height: Annotated[int, Doc("clip height, a multiple of 16")] = 832,
-        steps: Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")] = 4,
+        width: Width = 480,
+        height: Height = 832,
+        steps: Steps = 4,
         seed: Annotated[int, Doc("sampling seed")] = 42,
         prompt: Annotated[str, Doc("what the clip shows, in words")] = "",
         profile: Profile = DEFAULT_PROFILE,
@@ -333,20 +351,7 @@ class SteadyDancer:
             raise FunctionError(f"dance: {(await checked.stderr()).strip()}")
         with reported():
             built = await _image(options, hf_token)
-        run = on_engine.client(
-            built,
-            on_engine.service(built),
-            workflow,
-            "generate",
-            variant,
-            sets,
-            str(time.time_ns()),
-            options.bake_models,
-            inputs,
-        )
-        if await run.exit_code() != 0:
-            report = await run.directory(on_engine.OUT).file("report.json").contents()
-            raise FunctionError(f"dance failed:\n{await run.stderr()}\n{report}")
+        run = await _served_run("dance", built, options, workflow, "generate", sets, inputs)
         out = run.directory(on_engine.OUT)
         videos = await out.glob("*.mp4")
         if not videos:
