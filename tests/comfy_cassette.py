@@ -42,11 +42,13 @@ def key(method: str, path: str) -> str:
     return f"{method} {path}"
 
 
-def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def _serve(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    return server, f"http://{host}:{server.server_address[1]}"
 
 
 @contextmanager
@@ -105,7 +107,9 @@ def body_of(entry: dict[str, Any]) -> bytes:
 
 
 @contextmanager
-def replaying(cassette: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, list[str]]]:
+def replaying(
+    cassette: dict[str, list[dict[str, Any]]], host: str = "127.0.0.1", port: int = 0
+) -> Iterator[tuple[str, list[str]]]:
     """Serve a cassette; yields (URL, the request keys seen, in order).
 
     A key recorded several times answers with its recordings in turn, then keeps
@@ -146,7 +150,7 @@ def replaying(cassette: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server, url = _serve(Replay)
+    server, url = _serve(Replay, host, port)
     try:
         yield url, seen
     finally:

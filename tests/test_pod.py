@@ -1,0 +1,209 @@
+"""The pod in a real container: the runtime layer booted by a Docker engine (tests/pod_image.py).
+
+Each test runs the test pod image with `docker run` and looks at it from the outside: the
+published port, `docker inspect`, `docker logs`, `docker exec`, an SSH client. What the pod
+image stands in for (the CUDA base, the GPU, ComfyUI itself) is listed in tests/pod_image.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from steadydancer import smoke
+
+from tests import pod_image
+from tests.dagger_offline import REPO
+from tests.pod_image import docker
+
+pytestmark = pytest.mark.docker
+CPU = ["-e", "STEADYDANCER_ALLOW_CPU=true", "-e", "ENABLE_STEADYDANCER=false"]
+
+
+@pytest.fixture(scope="module")
+def pod() -> str:
+    reason = pod_image.docker_unavailable()
+    if reason:
+        pytest.skip(reason)
+    return pod_image.pod_image()
+
+
+@pytest.fixture
+def names() -> Iterator[list[str]]:
+    """Containers and volumes a test makes, removed afterwards whatever happened."""
+    made: list[str] = []
+    yield made
+    for name in made:  # containers first: a volume in use cannot be removed
+        docker("rm", "-f", "-v", name, check=False)
+    for name in made:
+        docker("volume", "rm", "-f", name, check=False)
+
+
+def compose_healthcheck() -> list[str]:
+    """The healthcheck the shipped compose file gives the image."""
+    compose = yaml.safe_load((REPO / "docker" / "docker-compose.yml").read_text())
+    test = compose["services"]["steadydancer"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    return list(test[1:])
+
+
+def start(pod: str, names: list[str], *args: str) -> str:
+    name = f"steadydancer-test-{uuid.uuid4().hex[:8]}"
+    names.append(name)
+    docker(
+        "run", "-d", "--name", name,
+        "--health-cmd", " ".join(compose_healthcheck()), "--health-interval", "1s",
+        *args, pod,
+    )  # fmt: skip
+    return name
+
+
+def wait(name: str, predicate: str, seconds: float = 60) -> dict[str, object]:
+    """Wait until `docker inspect`'s State matches: "healthy" or "exited"."""
+    deadline = time.monotonic() + seconds
+    while True:
+        state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
+        health = (state.get("Health") or {}).get("Status")
+        if (predicate == "healthy" and health == "healthy") or (
+            predicate == "exited" and state["Status"] == "exited"
+        ):
+            return dict(state)
+        if time.monotonic() > deadline:
+            logs = docker("logs", name, check=False)
+            raise AssertionError(f"{name} not {predicate}: {state}\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.5)
+
+
+def host_port(name: str, port: int) -> int:
+    return int(docker("port", name, f"{port}/tcp").stdout.split(":")[-1])
+
+
+def volume_tree(pod: str, volume: str) -> str:
+    """Every path on the volume with its modification time and size."""
+    return docker(
+        "run", "--rm", "-v", f"{volume}:/workspace", "--entrypoint", "find", pod,
+        "/workspace", "-printf", "%p %T@ %s\\n",
+    ).stdout  # fmt: skip
+
+
+def test_a_first_boot_lays_out_the_volume_serves_and_is_healthy(
+    pod: str, names: list[str], tmp_path: Path
+) -> None:
+    volume = f"steadydancer-test-volume-{uuid.uuid4().hex[:8]}"
+    names.append(volume)
+    name = start(pod, names, "-p", "127.0.0.1::8188", "-v", f"{volume}:/workspace", *CPU)
+    wait(name, "healthy")
+    url = f"http://127.0.0.1:{host_port(name, 8188)}"
+    report = smoke.run(url, "cpu-smoke", "generate", "fp8", None, [], tmp_path, 30, 60)
+    assert report.status == "passed" and report.outputs[0]["frames"] == 8
+    listed = docker("exec", name, "ls", "/workspace/steadydancer").stdout.split()
+    assert listed == ["input", "models", "output", "user"]
+    argv = json.loads(docker("exec", name, "cat", "/tmp/comfyui-argv.json").stdout)
+    assert argv[argv.index("--port") + 1] == "8188" and "--cpu" in argv
+    assert "--input-directory" in argv and "/workspace/steadydancer/input" in argv
+    docker("stop", name)
+    first = volume_tree(pod, volume)
+    docker("start", name)
+    wait(name, "healthy")
+    docker("stop", name)
+    assert volume_tree(pod, volume) == first  # a second boot on the same volume changes nothing
+
+
+def test_docker_stop_reaches_comfyui_through_tini(pod: str, names: list[str]) -> None:
+    name = start(pod, names, *CPU)
+    wait(name, "healthy")
+    started = time.monotonic()
+    docker("stop", "-t", "20", name)
+    assert time.monotonic() - started < 15
+    state = wait(name, "exited")
+    assert state["ExitCode"] == 0
+    logs = docker("logs", name).stdout
+    assert "signal SIGTERM: stopping ComfyUI" in logs
+    assert "stand-in ComfyUI: stopped by SIGTERM" in logs
+    assert "comfyui: exited with 0" in logs
+
+
+def test_ssh_takes_the_key_and_refuses_passwords(
+    pod: str, names: list[str], tmp_path: Path
+) -> None:
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = key.with_suffix(".pub").read_text().strip()
+    name = start(pod, names, "-p", "127.0.0.1::22", "-e", f"PUBLIC_KEY={public}", *CPU)
+    wait(name, "healthy")
+    port = str(host_port(name, 22))
+    options = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    options += ["-o", "ConnectTimeout=10", "-p", port]
+    logged_in = subprocess.run(
+        ["ssh", *options, "-o", "BatchMode=yes", "-i", str(key), "root@127.0.0.1", "echo in"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert logged_in.returncode == 0 and logged_in.stdout.strip() == "in", logged_in.stderr
+    password = subprocess.run(
+        [
+            *("ssh", *options, "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no"),
+            *("-o", "PreferredAuthentications=password,keyboard-interactive", "root@127.0.0.1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert password.returncode != 0 and "Permission denied" in password.stderr
+    environment = docker("exec", name, "stat", "-c", "%a", "/etc/rp_environment").stdout
+    assert environment.strip() == "600"
+
+
+def test_without_a_public_key_no_sshd_runs(pod: str, names: list[str]) -> None:
+    name = start(pod, names, *CPU)
+    wait(name, "healthy")
+    assert docker("exec", name, "pgrep", "-x", "sshd", check=False).returncode == 1
+
+
+def test_a_read_only_volume_stops_the_boot_before_anything_is_written(
+    pod: str, names: list[str]
+) -> None:
+    volume = f"steadydancer-test-volume-{uuid.uuid4().hex[:8]}"
+    names.append(volume)
+    name = start(pod, names, "-v", f"{volume}:/workspace:ro", *CPU)
+    state = wait(name, "exited")
+    assert state["ExitCode"] == 1
+    assert "cannot start: storage:" in docker("logs", name).stdout
+
+
+def test_a_start_command_runs_instead_of_the_boot(pod: str) -> None:
+    result = docker("run", "--rm", pod, "bash", "-c", "echo started-by-hand; exit 3", check=False)
+    assert result.returncode == 3
+    assert "started-by-hand" in result.stdout
+    assert "running the given command instead of the boot: bash -c" in result.stdout
+
+
+def compose_command() -> list[str] | None:
+    """The machine's Compose tool: the docker plugin, else docker-compose."""
+    if docker("compose", "version", check=False).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def test_the_compose_file_is_valid_for_the_machines_compose_tool(pod: str) -> None:
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("no Compose tool on this machine")
+    result = subprocess.run(
+        [*compose, "-f", str(REPO / "docker" / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "STEADYDANCER_IMAGE": pod},
+    )
+    assert result.returncode == 0, result.stderr
