@@ -207,3 +207,22 @@ def test_the_compose_file_is_valid_for_the_machines_compose_tool(pod: str) -> No
         env={"PATH": "/usr/local/bin:/usr/bin:/bin", "STEADYDANCER_IMAGE": pod},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_full_volume_stops_the_boot_naming_it(pod: str, names: list[str]) -> None:
+    """A 1 MiB tmpfs at /workspace: under the 64 MiB the boot needs free."""
+    mount = "type=tmpfs,destination=/workspace,tmpfs-size=1m"
+    name = start(pod, names, "--mount", mount, *CPU)
+    state = wait(name, "exited")
+    assert state["ExitCode"] == 1
+    logs = docker("logs", name).stdout
+    assert "cannot start: storage:" in logs and "is full" in logs
+
+
+def test_without_a_volume_everything_stays_in_the_container(pod: str, names: list[str]) -> None:
+    name = start(pod, names, *CPU)
+    wait(name, "healthy")
+    logs = docker("logs", name).stdout
+    assert "storage: no volume mounted; models, inputs and outputs stay in the container" in logs
+    argv = json.loads(docker("exec", name, "cat", "/tmp/comfyui-argv.json").stdout)
+    assert not any(arg.startswith("/workspace") for arg in argv)
