@@ -6,8 +6,10 @@ exactly the runtime layer's files, environment, entrypoint, working folder, port
 read from the build's chain rather than re-typed.
 
 How it differs from the real image, and so what these tests cannot show: Debian 12 instead of
-the CUDA Ubuntu 22.04 base; Debian's Python 3.11 without the venv's packages (the boot, SSH and
-the readiness check need only the standard library); no CUDA and no GPU (the tests set
+the CUDA Ubuntu 22.04 base; Debian's Python 3.11 with only the model fetcher's packages from the
+lock (huggingface_hub and what it needs, at the lock's versions and hashes) where the image has
+the whole venv (the boot, SSH and the readiness check need only the standard library); no CUDA
+and no GPU (the tests set
 STEADYDANCER_ALLOW_CPU); no models (ENABLE_STEADYDANCER=false); and ComfyUI is the recorded
 answers of a real ComfyUI to the smoke client (tests/pod/comfyui_main.py), since the pinned
 ComfyUI can only be fetched from GitHub.
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ci import image, paths, pins
+from ci import lock as locks
 from ci.options import BuildOptions
 from tests.conftest import PLANS
 from tests.dagger_offline import REPO, ops
@@ -34,6 +37,28 @@ MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3", "python-is-python3", "tini", "openssh-server", "procps", "bash")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steadydancer-tests"
 STAND_IN = REPO / "tests" / "pod"
+SITE = "/opt/test-site-packages"
+"""The fetcher's packages, installed for the pod's Python from the lock."""
+
+
+def fetcher_packages(target: Path) -> None:
+    """huggingface_hub and what it needs, at the lock's versions and hashes, for Python 3.11."""
+    lock = locks.load(pins.DEFAULT_PROFILE)
+    assert lock is not None
+    requirements = target.parent / "fetcher-requirements.txt"
+    requirements.write_text(lock.subset(["huggingface_hub"]))
+    uv = locks.find_uv()
+    assert uv is not None
+    subprocess.run(
+        [
+            uv, "pip", "install", "--quiet", "--require-hashes", "--no-deps",
+            "--target", str(target), "--python-version", "3.11",
+            "--python-platform", locks.PLATFORM, "-r", str(requirements),
+        ],
+        check=True,
+        timeout=600,
+    )  # fmt: skip
+    requirements.unlink()
 
 
 def docker_unavailable() -> str | None:
@@ -131,13 +156,16 @@ def pod_image() -> str:
         shutil.copy(REPO / "tests" / "comfy_cassette.py", comfy / "comfy_cassette.py")
         for name in ("comfyui-cpu-smoke.json", "object_info.json"):
             shutil.copy(REPO / "tests" / "data" / name, comfy / "data" / name)
+        fetcher_packages(context / "site")
         lines = [
             f"FROM {base}",
             f"COPY app/ {paths.APP_DIR}/",
             f"COPY workflows/ {paths.WORKFLOWS_DIR}/",
             f"COPY pins/ {paths.PINS_DIR}/",
             f"COPY comfyui/ {paths.COMFYUI_DIR}/",
+            f"COPY site/ {SITE}/",
             *(f"ENV {name}={json.dumps(value)}" for name, value in spec["env"].items()),
+            f"ENV PYTHONPATH={json.dumps(spec['env']['PYTHONPATH'] + ':' + SITE)}",
             *(f"LABEL {name}={json.dumps(value)}" for name, value in spec["labels"].items()),
             *(f"EXPOSE {port}" for port in spec["ports"]),
             f"WORKDIR {spec['workdir']}",

@@ -8,6 +8,7 @@ image stands in for (the CUDA base, the GPU, ComfyUI itself) is listed in tests/
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -21,9 +22,11 @@ from steadydancer import smoke
 
 from tests import pod_image
 from tests.dagger_offline import REPO
+from tests.hub_server import Hub, serve
 from tests.pod_image import docker
 
-pytestmark = pytest.mark.docker
+# The pod image is made from Debian's and PyPI's packages on its first run.
+pytestmark = [pytest.mark.docker, pytest.mark.network]
 CPU = ["-e", "STEADYDANCER_ALLOW_CPU=true", "-e", "ENABLE_STEADYDANCER=false"]
 
 
@@ -226,3 +229,59 @@ def test_without_a_volume_everything_stays_in_the_container(pod: str, names: lis
     assert "storage: no volume mounted; models, inputs and outputs stay in the container" in logs
     argv = json.loads(docker("exec", name, "cat", "/tmp/comfyui-argv.json").stdout)
     assert not any(arg.startswith("/workspace") for arg in argv)
+
+
+def test_sigterm_during_the_model_step_keeps_the_partial_and_the_next_boot_resumes(
+    pod: str, names: list[str], tmp_path: Path
+) -> None:
+    """The tests' Hub server on the host's loopback (the pod on the host's network), one 40 MB
+    file held to 4 MB/s: the pod is stopped mid-download, then started again."""
+    hub = Hub(rate=4_000_000)
+    content = os.urandom(40_000_000)
+    digest = hub.add("test/models", "big.bin", content)
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(
+        json.dumps(
+            {
+                "default_variant": "fp8",
+                "files": {
+                    "big": {
+                        "repo": "test/models", "path": "big.bin", "revision": "main",
+                        "folder": "diffusion_models", "size": len(content), "sha256": digest,
+                        "source": "test",
+                    }
+                },
+                "variants": {"fp8": {"description": "test", "files": ["big"]}},
+            }
+        )
+    )  # fmt: skip
+    volume = f"steadydancer-test-volume-{uuid.uuid4().hex[:8]}"
+    names.append(volume)
+    with serve(hub) as endpoint:
+        name = start(
+            pod, names, "--network", "host", "-v", f"{volume}:/workspace",
+            "-v", f"{catalog_file}:/catalog.json:ro", "-e", "STEADYDANCER_CATALOG=/catalog.json",
+            "-e", f"HF_ENDPOINT={endpoint}", "-e", "STEADYDANCER_ALLOW_CPU=true",
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while hub.sent.get("big.bin", 0) < 8_000_000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        docker("kill", "-s", "TERM", name)
+        state = wait(name, "exited")
+        assert state["ExitCode"] == 143
+        assert "SIGTERM: stopped before ComfyUI started" in docker("logs", name).stdout
+        kept = docker(
+            "run", "--rm", "-v", f"{volume}:/workspace", "--entrypoint", "stat", pod,
+            "-c", "%s", "/workspace/steadydancer/models/diffusion_models/.big.bin.partial",
+        ).stdout  # fmt: skip
+        assert 0 < int(kept) < len(content)
+        docker("start", name)
+        wait(name, "healthy", seconds=120)
+    ranges = [h.get("range") for m, p, h in hub.requests if p.startswith("/cdn/")]
+    assert ranges[0] is None and ranges[-1] is not None  # the second boot resumed
+    assert int(ranges[-1].removeprefix("bytes=").rstrip("-")) >= int(kept) - (1 << 20)
+    landed = docker(
+        "run", "--rm", "-v", f"{volume}:/workspace", "--entrypoint", "sha256sum", pod,
+        "/workspace/steadydancer/models/diffusion_models/big.bin",
+    ).stdout  # fmt: skip
+    assert landed.split()[0] == digest
