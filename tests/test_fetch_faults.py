@@ -216,3 +216,20 @@ def test_small_sizes_are_said_in_the_unit_they_have(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "gave up after 2 attempts (HTTP 500)" in result.stderr
     assert "kept in" not in result.stderr  # nothing was fetched, so nothing is said to be kept
+
+
+def test_a_partial_from_an_earlier_run_is_resumed_over_http_even_where_xet_is_offered(
+    tmp_path: Path,
+) -> None:
+    hub = Hub()
+    content = os.urandom(4 * MiB)
+    entries = vae(hub, content)
+    hub.xet.add(VAE)
+    folder = tmp_path / "models" / "vae"
+    folder.mkdir(parents=True)
+    (folder / f".{VAE}.partial").write_bytes(content[: 3 * MiB])
+    with serve(hub) as endpoint:
+        result = run(endpoint, tmp_path, entries, env={"HF_HUB_DISABLE_XET": None})
+    assert result.returncode == 0, result.stderr
+    assert hub.count("GET", "/xet-read-token/") == 0
+    assert hub.sent[VAE] == MiB and landed(tmp_path, content)

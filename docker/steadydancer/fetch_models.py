@@ -502,6 +502,8 @@ class Download:
 
         if self.remote.xet is None or not is_xet_available():
             return False
+        if self.partial.exists():
+            return False  # bytes an earlier run fetched over HTTP are resumed, not thrown away
         try:
             xet_get(
                 incomplete_path=self.partial,
