@@ -350,12 +350,16 @@ def verify_video(path: Path) -> VideoStats:
     return stats
 
 
-def check_media(name: str, path: Path, kind: str) -> None:
-    """A file given for an image or video parameter exists, is not empty and decodes as one."""
+def check_media(name: str, path: Path, kind: str, label: str | None = None) -> None:
+    """A file given for an image or video parameter exists, is not empty and decodes as one.
+
+    Refusals start with `label`, by default as the command line gave it (--set NAME=PATH).
+    """
+    label = label or f"--set {name}={path}"
     if not path.is_file():
-        raise SmokeError("inputs", f"--set {name}={path}: no such file")
+        raise SmokeError("inputs", f"{label}: no such file")
     if path.stat().st_size == 0:
-        raise SmokeError("inputs", f"--set {name}={path}: the file is empty")
+        raise SmokeError("inputs", f"{label}: the file is empty")
     try:
         if kind == "image":
             from PIL import Image, UnidentifiedImageError
@@ -388,7 +392,7 @@ def check_media(name: str, path: Path, kind: str) -> None:
                 f"{size[0]}x{size[1]} pixels; each side must be {SIDES[0]} to {SIDES[1]}"
             )
     except ValueError as exc:
-        raise SmokeError("inputs", f"--set {name}={path}: {exc}") from None
+        raise SmokeError("inputs", f"{label}: {exc}") from None
 
 
 def media_inputs(

@@ -198,7 +198,7 @@ def handle(
                 if parameter is None:
                     raise JobError(f"{workflow.name} takes no {kind}: drop input {key}")
                 path = materialize(key, request[key], folder)
-                smoke.check_media(key, path, kind)
+                smoke.check_media(key, path, kind, f"input {key}")
                 values[parameter] = path
             progress("waiting for ComfyUI")
             stats, _ = comfy.wait_ready(ready_timeout, workflow.class_types)
