@@ -37,6 +37,7 @@ Attention = Annotated[
     AttentionMode, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
 ]
 DEFAULT_PROFILE = ProfileName(pins.DEFAULT_PROFILE)
+Frames = Annotated[int, Doc("frames of the clip, 4n+1 for SteadyDancer (5 to 321)")]
 Width = Annotated[int, Doc("clip width, a multiple of 16 for SteadyDancer")]
 Height = Annotated[int, Doc("clip height, a multiple of 16 for SteadyDancer")]
 Steps = Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")]
@@ -285,7 +286,7 @@ class SteadyDancer:
         workflow: Annotated[
             str, Doc("steadydancer-pose (default), steadydancer-dance or cpu-smoke")
         ] = "steadydancer-pose",
-        frames: Annotated[int, Doc("frames of the clip, 4n+1 for SteadyDancer (5 to 321)")] = 33,
+        frames: Frames = 33,
         width: Width = 480,
         height: Height = 832,
         steps: Steps = 4,
@@ -319,7 +320,7 @@ class SteadyDancer:
         workflow: Annotated[
             str, Doc("steadydancer-dance: pose detected in the driving video and aligned")
         ] = DANCE_WORKFLOW,
-        frames: Annotated[int, Doc("frames of the clip, 4n+1 (5 to 321)")] = 81,
+        frames: Frames = 81,
         width: Width = 480,
         height: Height = 832,
         steps: Steps = 4,

@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import parse_wheel_filename
 
 from ci import lock as locks
 from ci import pins
+from ci.layers.base import build_tool_roots
+from ci.layers.openmmlab import openmmlab_roots
+from ci.layers.torch_stack import torch_roots
 
 GOAL_BYTES = 50 * 10**9
 """The image this project promises: under 50 GB."""
@@ -111,17 +115,9 @@ def python_layers(profile: pins.Profile, attention: str) -> list[LayerSize]:
         [pins.XFORMERS.requirement] if attention == "xformers" else [*locks.FLASH_ATTN_RUNTIME]
     )
     layers = [
-        ("base", [pins.SETUPTOOLS.requirement, *(pin.requirement for pin in pins.BUILD_TOOLS)]),
-        ("torch", [*profile.torch_requirements(), pins.NUMPY.requirement]),
-        (
-            "openmmlab",
-            [
-                *locks.MMCV_RUNTIME,
-                pins.OPENCV.requirement,
-                pins.CHUMPY.requirement,
-                *(pin.requirement for pin in pins.OPENMMLAB_PACKAGES),
-            ],
-        ),
+        ("base", build_tool_roots()),
+        ("torch", torch_roots(profile)),
+        ("openmmlab", openmmlab_roots()),
         ("attention", attention_roots),
         ("comfyui", locks.tree_roots(lock, pins.COMFYUI)),
         (
@@ -135,7 +131,7 @@ def python_layers(profile: pins.Profile, attention: str) -> list[LayerSize]:
     seen: set[str] = set()
     result = []
     for name, roots in layers:
-        new = lock.closure(locks.canonical(root.split("==")[0].split("[")[0]) for root in roots)
+        new = lock.closure(Requirement(root).name for root in roots)
         new -= seen
         seen |= new
         missing = tuple(sorted(package for package in new if package not in sizes))

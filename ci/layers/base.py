@@ -27,6 +27,11 @@ APT_PACKAGES = (
 )
 
 
+def build_tool_roots() -> list[str]:
+    """What the base layer installs into the venv: the tools the builds need."""
+    return [pins.SETUPTOOLS.requirement, *(pin.requirement for pin in pins.BUILD_TOOLS)]
+
+
 NVIDIA_WHEEL_LIBRARIES = (
     "cublas",
     "cuda_cupti",
@@ -84,6 +89,4 @@ def base(installer: Installer, builder: bool = False) -> dagger.Container:
         ctr = ctr.with_env_variable(
             "LD_LIBRARY_PATH", f"{nvidia_library_path()}:${{LD_LIBRARY_PATH}}", expand=True
         )
-    return installer.install(
-        ctr, [pins.SETUPTOOLS.requirement, *(pin.requirement for pin in pins.BUILD_TOOLS)]
-    )
+    return installer.install(ctr, build_tool_roots())

@@ -75,6 +75,17 @@ def compile_wheel(
     ).directory(WHEEL_OUT)
 
 
+def openmmlab_roots() -> list[str]:
+    """What the layer installs from the index beside the compiled mmcv wheel (read from the
+    pins at each call, so a changed pin is seen)."""
+    return [
+        *MMCV_RUNTIME,
+        pins.OPENCV.requirement,
+        pins.CHUMPY.requirement,
+        *(pin.requirement for pin in pins.OPENMMLAB_PACKAGES),
+    ]
+
+
 MMCV_BUILD_ENV = {
     "MMCV_WITH_OPS": "1",
     # No GPU is visible while building: without this mmcv silently builds CPU-only ops.
@@ -119,12 +130,7 @@ def openmmlab(
     ctr = install_local_wheel(torch_layer, wheel, pins.MMCV)
     ctr = installer.install(
         ctr,
-        [
-            *MMCV_RUNTIME,
-            pins.OPENCV.requirement,
-            pins.CHUMPY.requirement,
-            *(pin.requirement for pin in pins.OPENMMLAB_PACKAGES),
-        ],
+        openmmlab_roots(),
         # chumpy's setup.py imports pip, which an isolated build does not have.
         extra=["--no-build-isolation-package", pins.CHUMPY.name],
     )
