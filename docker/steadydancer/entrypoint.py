@@ -140,7 +140,7 @@ class Boot:
         return True
 
     def volume_candidates(self) -> list[Path]:
-        return [Path(p) for p in self.env.get("STEADYDANCER_VOLUMES", VOLUMES).split(":") if p]
+        return storage.volume_candidates(self.env, VOLUMES)
 
     def prepare_storage(self) -> storage.Layout:
         layout = storage.Layout(self.comfyui_dir, storage.find_volume(self.volume_candidates()))

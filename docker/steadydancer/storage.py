@@ -10,6 +10,7 @@ step is idempotent: a second boot finds everything in place and changes nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class Layout:
             "--output-directory", str(self.data / "output"),
             "--user-directory", str(self.data / "user"),
         ]  # fmt: skip
+
+
+def volume_candidates(env: Mapping[str, str], default: str) -> list[Path]:
+    """Where a volume may be mounted: STEADYDANCER_VOLUMES (colon-separated), else `default`."""
+    return [Path(p) for p in env.get("STEADYDANCER_VOLUMES", default).split(":") if p]
 
 
 def find_volume(candidates: list[Path]) -> Path | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from steadydancer import catalog, smoke, workflows
+from steadydancer import catalog, smoke, storage, workflows
 
 DEFAULT_WORKFLOW = "steadydancer-dance"
 INLINE_LIMIT = 10_000_000
@@ -120,11 +120,7 @@ def deliver(videos: list[Path], job_id: str) -> list[dict[str, Any]]:
     """Each video as an S3 URL, a path on the volume, or base64; JobError when none fits."""
     if all(os.environ.get(name) for name in BUCKET_VARIABLES):
         return [to_bucket(video, job_id) for video in videos]
-    volume = next(
-        (Path(p) for p in os.environ.get("STEADYDANCER_VOLUMES", "/runpod-volume").split(":")
-         if p and Path(p).is_dir()),
-        None,
-    )  # fmt: skip
+    volume = storage.find_volume(storage.volume_candidates(os.environ, "/runpod-volume"))
     if volume is not None:
         folder = volume / "steadydancer" / "output" / job_id
         folder.mkdir(parents=True, exist_ok=True)
