@@ -31,11 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steadydancer import catalog, smoke
+from steadydancer import catalog, smoke, workflows
 
-STEP_BAR = re.compile(r"(\d+)/(\d+) \[(\d+):(\d+)<")
-"""tqdm's progress line: done/total [mm:ss<...]."""
-MAX_ALLOCATED = re.compile(r"Max allocated memory: max_memory=([\d.]+) GB")
+STEP_BAR = re.compile(r"(\d+)/(\d+) \[(\d+):(\d+)<[^,\]]*,\s*([\d.]+)s/it\]")
+"""tqdm's progress line: done/total [mm:ss<left, rate s/it]."""
+SAMPLER_MEMORY = re.compile(r"Max (allocated|reserved) memory: max_\w+=([\d.]+) GB")
+"""WanVideoWrapper's report of torch.cuda.max_memory_allocated/reserved (GiB) after sampling."""
 
 
 def free_port() -> int:
@@ -85,14 +86,26 @@ class VramSampler:
         return self.peak_mib
 
 
-def sampler_seconds(log: str, steps: int) -> float | None:
-    """Seconds the last complete sampling bar of `steps` steps took, read from the log."""
-    found = None
+def log_figures(log: str, steps: int) -> dict[str, float | None]:
+    """What the ComfyUI log says of the last sampling of `steps` steps: its seconds (tqdm's
+    elapsed, whole seconds), tqdm's last smoothed rate, and the sampler's peak memory."""
+    figures: dict[str, float | None] = {
+        "sampling_s": None,
+        "tqdm_s_per_step": None,
+        "max_allocated_gib": None,
+        "max_reserved_gib": None,
+    }
     for match in STEP_BAR.finditer(log):
-        done, total, minutes, seconds = (int(g) for g in match.groups())
+        done, total, minutes, seconds = (int(g) for g in match.groups()[:4])
         if done == total == steps:
-            found = minutes * 60 + seconds
-    return float(found) if found is not None else None
+            figures["sampling_s"] = float(minutes * 60 + seconds)
+            figures["tqdm_s_per_step"] = float(match.group(5))
+    for kind, gib in SAMPLER_MEMORY.findall(log):
+        key = f"max_{kind}_gib"
+        figures[key] = max(figures[key] or 0.0, float(gib))
+    sampling = figures["sampling_s"]
+    figures["seconds_per_step"] = round(sampling / steps, 2) if sampling is not None else None
+    return figures
 
 
 def probe(python: str, module: str, env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -248,16 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         result["timings_s"] = report.timings_s
         result["outputs"] = report.outputs
         result["device"] = report.device
-    values = smoke.parse_sets(
-        args.sets, __import__("steadydancer.workflows").workflows.load(args.workflow)
-    )
-    steps = int(values.get("steps", 4))
+        result["block_swap_chosen"] = report.block_swap
+    workflow = workflows.load(args.workflow)
+    values = smoke.parse_sets(args.sets, workflow)
+    steps = int(values.get("steps", workflow.parameters["steps"].default))
     result["parameters"] = values
-    seconds = sampler_seconds(log, steps)
-    result["sampling_s"] = seconds
-    result["seconds_per_step"] = round(seconds / steps, 2) if seconds is not None else None
-    allocated = MAX_ALLOCATED.findall(log)
-    result["max_allocated_gib"] = max(float(x) for x in allocated) if allocated else None
+    result.update(log_figures(log, steps))
     result["log_tail"] = log.strip().splitlines()[-25:]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")

@@ -32,7 +32,7 @@ import math
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,49 +115,52 @@ def header(items: list[Tensor]) -> bytes:
     return raw + b" " * (-len(raw) % 8)
 
 
-def values(t: Tensor, scales: dict[str, float], device: str, generator: Any) -> Any:
-    """Random values for one tensor: norms at one, biases at zero, weights scaled by their
-    fan-in; an fp8 weight with a scale_weight holds unit values and its scale the size."""
+def scale_of(t: Tensor) -> float:
+    """The size of a weight's random values: its fan-in's inverse square root, halved."""
+    fan_in = math.prod(t.shape[1:]) if len(t.shape) > 1 else max(math.prod(t.shape), 1)
+    return 0.5 / math.sqrt(fan_in)
+
+
+def random_values(items: list[Tensor], device: str, seed: int) -> Callable[[Tensor], bytes]:
+    """Each tensor's bytes, drawn with torch on `device`: norms at one, biases at zero,
+    weights scaled by their fan-in; an fp8 weight with a scale_weight holds unit values and
+    its scale carries the size, as in the published fp8-scaled files."""
     import torch
 
-    dtype = {
+    dtypes = {
         "F8_E4M3": torch.float8_e4m3fn,
         "BF16": torch.bfloat16,
         "F16": torch.float16,
         "F32": torch.float32,
-    }[t.dtype]
-    leaf = t.name.rsplit(".", 1)[-1]
-    if t.name.endswith("scale_weight"):
-        return torch.full(t.shape, scales[t.name], dtype=dtype, device=device)
-    if len(t.shape) <= 1:
-        if "norm" in t.name or leaf == "gamma":
-            return torch.ones(t.shape, dtype=dtype, device=device)
-        if leaf == "bias" or leaf == "diff_b":
-            return torch.zeros(t.shape, dtype=dtype, device=device)
-    fan_in = math.prod(t.shape[1:]) if len(t.shape) > 1 else t.shape[-1] if t.shape else 1
-    std = 1.0 if t.name in scales.get("__unit__", ()) else 0.5 / math.sqrt(max(fan_in, 1))
-    sample = torch.randn(t.shape, generator=generator, device=device, dtype=torch.float32)
-    return (sample.clamp_(-4, 4) * std).to(dtype)
-
-
-def fp8_scales(items: list[Tensor]) -> dict[str, Any]:
-    names = {t.name for t in items}
-    scales: dict[str, Any] = {"__unit__": set()}
-    by_name = {t.name: t for t in items}
-    for name in names:
-        if name.endswith(".scale_weight"):
-            weight = by_name[name.removesuffix("scale_weight") + "weight"]
-            scales[name] = 0.5 / math.sqrt(weight.shape[1])
-            scales["__unit__"].add(weight.name)
-    return scales
-
-
-def write_safetensors(path: Path, items: list[Tensor], device: str, seed: int) -> int:
-    """Stream one tensor at a time into `path` (via a .partial); returns the bytes written."""
-    import torch
-
+    }
     generator = torch.Generator(device=device).manual_seed(seed)
-    scales = fp8_scales(items)
+    by_name = {t.name: t for t in items}
+    scaled = {
+        n.removesuffix("scale_weight") + "weight" for n in by_name if n.endswith(".scale_weight")
+    }
+
+    def draw(t: Tensor) -> Any:
+        dtype, leaf = dtypes[t.dtype], t.name.rsplit(".", 1)[-1]
+        if t.name.endswith(".scale_weight"):
+            weight = by_name[t.name.removesuffix("scale_weight") + "weight"]
+            return torch.full(t.shape, scale_of(weight), dtype=dtype, device=device)
+        if len(t.shape) <= 1 and ("norm" in t.name or leaf == "gamma"):
+            return torch.ones(t.shape, dtype=dtype, device=device)
+        if len(t.shape) <= 1 and leaf in ("bias", "diff_b"):
+            return torch.zeros(t.shape, dtype=dtype, device=device)
+        size = 1.0 if t.name in scaled else scale_of(t)
+        sample = torch.randn(t.shape, generator=generator, device=device, dtype=torch.float32)
+        return (sample.clamp_(-4, 4) * size).to(dtype)
+
+    def to_bytes(t: Tensor) -> bytes:
+        data = draw(t).contiguous().reshape(-1)
+        return bytes(data.view(torch.uint8).cpu().numpy().tobytes())
+
+    return to_bytes
+
+
+def write_safetensors(path: Path, items: list[Tensor], values: Callable[[Tensor], bytes]) -> int:
+    """Stream one tensor at a time into `path` (via a .partial); returns the bytes written."""
     raw = header(items)
     partial = path.with_name(path.name + ".partial")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,9 +168,10 @@ def write_safetensors(path: Path, items: list[Tensor], device: str, seed: int) -
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
         for t in items:
-            data = values(t, scales, device, generator).contiguous()
-            f.write(data.reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
-            del data
+            data = values(t)
+            if len(data) != t.nbytes:
+                raise ValueError(f"{t.name}: {len(data)} bytes for {t.dtype}{list(t.shape)}")
+            f.write(data)
     partial.replace(path)
     return path.stat().st_size
 
@@ -188,13 +192,13 @@ def write_onnx(path: Path, key: str) -> None:
             y, x = rng.integers(h // 8, h - h // 8), rng.integers(w // 4, w - w // 4)
             const[k, y, x] = 0.9
     nodes = [
-        # The input's mean times zero ties the output to the input, so runtimes keep the graph.
-        helper.make_node("ReduceMean", [in_name], ["mean"], keepdims=0),
-        helper.make_node("Mul", ["mean", "zero"], ["tied"]),
-        helper.make_node("Unsqueeze", ["tied", "axes"], ["tied_b"]),
-        helper.make_node("Add", ["const", "tied_b"], [out_name]),
+        # The input's mean times zero ties the output to the input (so runtimes keep the
+        # graph) and gives it the input's batch size.
+        helper.make_node("ReduceMean", [in_name], ["mean"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Reshape", ["mean", "batch_shape"], ["per_item"]),
+        helper.make_node("Mul", ["per_item", "zero"], ["tied"]),
+        helper.make_node("Add", ["const", "tied"], [out_name]),
     ]
-    axes = list(range(1, len(out_shape)))
     graph = helper.make_graph(
         nodes,
         key,
@@ -202,7 +206,7 @@ def write_onnx(path: Path, key: str) -> None:
         [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["batch", *out_shape[1:]])],
         initializer=[
             numpy_helper.from_array(np.float32(0.0).reshape(()), "zero"),
-            numpy_helper.from_array(np.array(axes, dtype=np.int64), "axes"),
+            numpy_helper.from_array(np.array([-1] + [1] * (len(out_shape) - 1)), "batch_shape"),
             numpy_helper.from_array(const, "const"),
         ],
     )
@@ -250,7 +254,8 @@ def write_variant(models: Path, variant: str, device: str, spec: dict[str, Any])
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"")
         else:
-            write_safetensors(target, tensors(spec, entry.key), device, seed=index)
+            items = tensors(spec, entry.key)
+            write_safetensors(target, items, random_values(items, device, seed=index))
         took = time.monotonic() - started
         yield f"{entry.target}: {target.stat().st_size / 1e9:.2f} GB in {took:.1f} s"
 

@@ -124,6 +124,7 @@ def test_steadydancer_workflows_take_the_parameters_users_set() -> None:
             "height",
             "frames",
             "fps",
+            "block_swap",
         }
     dance = rendered("steadydancer-dance")
     assert {node["class_type"] for node in dance.values()} >= {
@@ -175,7 +176,7 @@ def test_attention_mode_follows_the_image_and_never_needs_missing_kernels() -> N
     [
         (
             {"resolution": 720},
-            "unknown parameter(s) resolution for steadydancer-pose; accepted: fps, frames, height",
+            "unknown parameter(s) resolution for steadydancer-pose; accepted: block_swap, fps",
         ),
         ({"steps": 0}, "parameter steps=0 is below its minimum 1"),
         ({"frames": 1000}, "parameter frames=1000 is above its maximum 321"),

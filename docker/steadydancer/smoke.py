@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from steadydancer import catalog, synthetic, workflows
+from steadydancer import catalog, synthetic, vram, workflows
 from steadydancer.ready import NODES as STEADYDANCER_NODES
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
@@ -91,6 +91,8 @@ class Report:
     comfyui_version: str | None = None
     device: dict[str, Any] | None = None
     prompt_id: str | None = None
+    block_swap: int | None = None
+    """DiT blocks swapped to CPU memory, when chosen from the GPU's memory (vram.py)."""
     timings_s: dict[str, float] = field(default_factory=dict)
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -520,6 +522,9 @@ def run(
                 )
             report.status = "passed"
             return report
+        report.block_swap = vram.choose_block_swap(workflow.parameters, values, variant, devices[0])
+        if report.block_swap is not None:
+            values["block_swap"] = report.block_swap
         for name, (filename, data, kind) in uploads.items():
             values[name] = comfy.upload(filename, data, kind)
         lap("upload")

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from steadydancer import catalog, smoke, storage, workflows
+from steadydancer import catalog, smoke, storage, vram, workflows
 
 DEFAULT_WORKFLOW = "steadydancer-dance"
 INLINE_LIMIT = 10_000_000
@@ -198,6 +198,11 @@ def handle(
                 values[parameter] = path
             progress("waiting for ComfyUI")
             stats, _ = comfy.wait_ready(ready_timeout, workflow.class_types)
+            device = (stats.get("devices") or [{}])[0]
+            chosen = vram.choose_block_swap(workflow.parameters, values, variant, device)
+            if chosen is not None:
+                values["block_swap"] = chosen
+                progress(f"block_swap={chosen} for {device['vram_total'] / 2**30:.0f} GiB")
             for name, (filename, data, kind) in smoke.media_inputs(workflow, values).items():
                 values[name] = comfy.upload(filename, data, kind)
             prompt = workflows.render(workflow, values, variant, smoke.served_attention(stats))
