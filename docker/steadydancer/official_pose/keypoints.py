@@ -1,0 +1,65 @@
+"""One person's keypoints in DWPose's OpenPose layout, as SteadyDancer's pipeline keeps them.
+
+Coordinates are (x, y), normalised to the frame: x by its width, y by its height; a
+point the detector did not find is -1 in both. Body: 18 OpenPose points (0 nose,
+1 neck, 2-4 right arm, 5-7 left arm, 8-10 right leg, 11-13 left leg, 14-17 eyes and
+ears); hands: 2 x 21 points; face: 68 points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+BODY_POINTS, HAND_POINTS, FACE_POINTS = 18, 21, 68
+
+
+@dataclass
+class Pose:
+    body: Array
+    """(18, 2)"""
+    hands: Array
+    """(2, 21, 2): index 0 is the hand at body point 7, index 1 the hand at point 4."""
+    face: Array
+    """(1, 68, 2)"""
+
+    def __post_init__(self) -> None:
+        shapes = {
+            "body": (self.body.shape, (BODY_POINTS, 2)),
+            "hands": (self.hands.shape, (2, HAND_POINTS, 2)),
+            "face": (self.face.shape, (1, FACE_POINTS, 2)),
+        }
+        for name, (given, wanted) in shapes.items():
+            if given != wanted:
+                raise ValueError(f"pose {name} has shape {given}; expected {wanted}")
+
+    def copy(self) -> Pose:
+        return Pose(self.body.copy(), self.hands.copy(), self.face.copy())
+
+    def stretched(self, x_factor: float) -> Pose:
+        """x multiplied by `x_factor` (to or from coordinates where x and y share a unit)."""
+        out = self.copy()
+        for part in (out.body, out.hands, out.face):
+            part[..., 0] *= x_factor
+        return out
+
+    def shifted(self, offset: Array) -> Pose:
+        return Pose(self.body + offset, self.hands + offset, self.face + offset)
+
+    @classmethod
+    def from_lists(cls, body: object, hands: object, face: object) -> Pose:
+        return cls(
+            np.asarray(body, dtype=np.float64),
+            np.asarray(hands, dtype=np.float64),
+            np.asarray(face, dtype=np.float64),
+        )
+
+    def to_lists(self) -> dict[str, object]:
+        return {
+            "body": self.body.tolist(),
+            "hands": self.hands.tolist(),
+            "face": self.face.tolist(),
+        }
