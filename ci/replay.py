@@ -48,6 +48,8 @@ MAPPED = ("/opt", "/tmp/steadydancer-", "/wheel-cache", "/dist", "/usr/local/bin
 """Image paths the replay moves under its root; every other path is the host's."""
 CUDA_ONLY_ENV = ("FORCE_CUDA", "TORCH_CUDA_ARCH_LIST", "FLASH_ATTENTION_FORCE_BUILD")
 """Build flags that ask for CUDA kernels: dropped, so the CPU parts compile."""
+CONFIG_OPS = {"withLabel", "withExposedPort", "withEntrypoint", "withDefaultArgs", "withUser"}
+"""Fields that only set the image's config: nothing to run (the pod tests check them)."""
 SKIPPED_COMMANDS = {
     "apt-get": "system packages come from the base image's apt, which the host stands in for",
     "rm": "edits the base image's apt configuration",
@@ -194,10 +196,10 @@ class Replay:
         self.root.mkdir(parents=True, exist_ok=True)
         for sel in chain:
             handler = getattr(self, f"op_{sel.name}", None)
-            if handler is None:
-                self.record(sel.name, label, "skipped", "recorded in the image config, not run")
-            else:
+            if handler is not None:
                 handler(sel.args, label)
+            elif sel.name not in CONFIG_OPS:
+                self.record(sel.name, label, "skipped", "not replayed: no engine-free meaning")
 
     def record(
         self, op: str, detail: str, outcome: str, reason: str = "", seconds: float = 0.0
@@ -262,13 +264,13 @@ class Replay:
     def op_withExec(self, args: dict[str, Any], label: str) -> None:
         argv = [str(a) for a in args["args"]]
         if argv[0] in SKIPPED_COMMANDS:
-            self.record("withExec", short(argv), "skipped", SKIPPED_COMMANDS[argv[0]])
+            self.record("withExec", " ".join(argv), "skipped", SKIPPED_COMMANDS[argv[0]])
             return
         outcome, reason = "ran", ""
         if argv[:3] == ["uv", "python", "install"]:
             self.record(
                 "withExec",
-                short(argv),
+                " ".join(argv),
                 "skipped",
                 f"the exact patch release; the host's Python {self.python} stands in",
             )
@@ -291,12 +293,12 @@ class Replay:
         result = subprocess.run(mapped, cwd=self.workdir, env=env, capture_output=True, text=True)
         took = time.monotonic() - started
         if result.returncode:
-            self.record("withExec", short(argv), "failed", f"exit {result.returncode}", took)
+            self.record("withExec", " ".join(argv), "failed", f"exit {result.returncode}", took)
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-40:])
             raise ReplayError(
                 f"{label}: `{' '.join(argv)}` failed (exit {result.returncode}):\n{tail}"
             )
-        self.record("withExec", short(argv), outcome, reason, took)
+        self.record("withExec", " ".join(argv), outcome, reason, took)
         print(f"replay: {outcome:8} {took:7.1f} s  {short(argv, 110)}", flush=True)
 
 
