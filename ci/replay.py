@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ci import paths, pins
+from ci.lock import LockError
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steadydancer-replay"
@@ -461,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"replay: ComfyUI served {len(served)} node classes; "
                 "the shipped workflows' inputs match the snapshot"
             )
-    except ReplayError as exc:
+    except (ReplayError, LockError, ValueError) as exc:
+        # A stale lock or an impossible pin stops the chain before any command runs.
         print(f"replay failed: {exc}", file=sys.stderr)
         status = 1
     for step in report.steps:
