@@ -118,6 +118,8 @@ class Replay:
             PATH=os.environ.get("PATH", "/usr/bin:/bin"),
             HOME=os.environ.get("HOME", "/root"),
             MAX_JOBS=str(os.cpu_count() or 1),
+            # pip keeps built wheels too: in the replay's cache, so one folder holds its state.
+            PIP_CACHE_DIR=str(CACHE_HOME / "pip"),
         )
         self.workdir = root
         self.python = f"{sys.version_info.major}.{sys.version_info.minor}"
