@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from steadydancer import smoke
+from steadydancer import smoke, vram
 
 from tests.comfy_cassette import DATA, body_of, load, replaying
 from tests.dagger_offline import REPO
@@ -401,3 +401,19 @@ def test_the_attention_rendered_is_what_the_server_runs_not_what_the_image_was_b
     with replaying(cassette) as (url, _):
         report = run(url, tmp_path, "steadydancer-pose", tier="boot")
     assert report.attention == "sdpa"
+
+
+def test_block_swap_is_chosen_from_the_served_gpus_memory_unless_set(tmp_path: Path) -> None:
+    """A 16 GiB CUDA device in /system_stats: the client renders the blocks vram.py picks for
+    it and reports them; a block_swap the user set is left alone. (The recorded run then
+    stops at the first loader, its weights being placeholders.)"""
+    cassette = with_device(load("comfyui-steadydancer-pose-placeholders.json"), "cuda")
+    cassette["GET /system_stats"][0]["json"]["devices"][0]["vram_total"] = 16 * 2**30
+    with replaying(cassette) as (url, _):
+        with pytest.raises(smoke.SmokeError):
+            run(url, tmp_path / "auto", "steadydancer-pose")
+        with pytest.raises(smoke.SmokeError):
+            run(url, tmp_path / "set", "steadydancer-pose", sets=["block_swap=2"])
+    chosen = json.loads((tmp_path / "auto" / "report.json").read_text())["block_swap"]
+    assert chosen == vram.blocks_to_swap(16 * 2**30, "fp8", 480, 832, 33) > 0
+    assert json.loads((tmp_path / "set" / "report.json").read_text())["block_swap"] is None
