@@ -202,11 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.synthetic:
         from bench import synthetic_weights
 
-        written = list(
-            synthetic_weights.write_variant(
-                args.comfyui / "models", args.variant, "cuda", synthetic_weights.load_spec()
+        try:
+            written = list(
+                synthetic_weights.write_variant(
+                    args.comfyui / "models", args.variant, "cuda", synthetic_weights.load_spec()
+                )
             )
-        )
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         tokenizer = (
             args.comfyui / "custom_nodes" / "ComfyUI-WanVideoWrapper" / "configs" / "T5_tokenizer"
         )

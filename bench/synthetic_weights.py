@@ -240,8 +240,28 @@ def write_tokenizer(folder: Path) -> bool:
     return True
 
 
+def uncovered(variant: str, spec: dict[str, Any]) -> list[str]:
+    """The files of `variant` (unknown: a ValueError) that nothing here can stand in for."""
+    return [
+        entry.key
+        for entry in catalog.files_for(variant)
+        if entry.key not in ONNX_FILES
+        and entry.key not in DATA_FILES
+        and entry.key != "lightx2v-lora"
+        and entry.key not in spec["files"]
+    ]
+
+
 def write_variant(models: Path, variant: str, device: str, spec: dict[str, Any]) -> Iterator[str]:
-    """Write every file of `variant` that is missing under `models`; yields a line per file."""
+    """Write every file of `variant` that is missing under `models`; yields a line per file.
+    A variant the spec does not cover is a ValueError naming its files, before anything is
+    written."""
+    missing = uncovered(variant, spec)
+    if missing:
+        raise ValueError(
+            f"variant {variant!r} needs {', '.join(missing)}, which the spec lacks; "
+            f"it covers {', '.join(sorted(spec['files']))}"
+        )
     for index, entry in enumerate(catalog.files_for(variant)):
         target = models / entry.target
         if target.exists():
@@ -279,27 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out}: {sum(len(v) for v in spec['files'].values())} tensors")
         return 0
     try:
-        catalog.files_for(args.variant)
+        for line in write_variant(args.models, args.variant, args.device, load_spec()):
+            print(line, flush=True)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
-    missing = [
-        e.key
-        for e in catalog.files_for(args.variant)
-        if e.key not in ONNX_FILES
-        and e.key not in DATA_FILES
-        and e.key != "lightx2v-lora"
-        and e.key not in load_spec()["files"]
-    ]
-    if missing:
-        print(
-            f"variant {args.variant!r} needs {', '.join(missing)}, which the spec lacks; "
-            f"it covers {', '.join(sorted(load_spec()['files']))}",
-            file=sys.stderr,
-        )
-        return 2
-    for line in write_variant(args.models, args.variant, args.device, load_spec()):
-        print(line, flush=True)
     return 0
 
 

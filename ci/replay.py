@@ -34,10 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from steadydancer.ready import NODES
 
 from ci import paths, pins
 from ci.lock import LockError
@@ -89,10 +90,6 @@ class Report:
 
 def selections(obj: Any) -> list[Any]:
     return list(obj._ctx.selections)
-
-
-def is_object(value: Any) -> bool:
-    return hasattr(value, "_ctx") and hasattr(value._ctx, "selections")
 
 
 def short(args: list[str], limit: int = 160) -> str:
@@ -447,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         replay.run(selections(build_container(args.variant, args.profile, args.attention)))
         if args.boot:
             served = boot(replay)
-            missing = [n for n in ready_nodes() if n not in served]
+            missing = [n for n in NODES if n not in served]
             if missing:
                 raise ReplayError(f"SteadyDancer node(s) missing from /object_info: {missing}")
             if args.write_object_info:
@@ -475,13 +472,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         args.report.write_text(json.dumps([vars(s) for s in report.steps], indent=1) + "\n")
     return status
-
-
-def ready_nodes() -> Iterator[str]:
-    sys.path.insert(0, str(REPO / "docker"))
-    from steadydancer.ready import NODES
-
-    yield from NODES
 
 
 if __name__ == "__main__":

@@ -56,14 +56,13 @@ def test_spec_names_the_pins_it_was_derived_from() -> None:
 
 @pytest.mark.parametrize("variant", ["fp8", "fp16"])
 def test_every_file_a_variant_loads_has_a_stand_in(variant: str) -> None:
-    for entry in catalog.files_for(variant):
-        covered = (
-            entry.key in SPEC["files"]
-            or entry.key in sw.ONNX_FILES
-            or entry.key in sw.DATA_FILES
-            or entry.key == "lightx2v-lora"
-        )
-        assert covered, entry.key
+    assert sw.uncovered(variant, SPEC) == []
+
+
+def test_a_variant_the_spec_does_not_cover_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="variant 'gguf-q6_k' needs steadydancer-gguf-q6_k"):
+        next(sw.write_variant(tmp_path, "gguf-q6_k", "cpu", SPEC))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_fp8_scaled_weights_each_have_a_scale() -> None:

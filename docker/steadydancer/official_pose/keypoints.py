@@ -56,10 +56,3 @@ class Pose:
             np.asarray(hands, dtype=np.float64),
             np.asarray(face, dtype=np.float64),
         )
-
-    def to_lists(self) -> dict[str, object]:
-        return {
-            "body": self.body.tolist(),
-            "hands": self.hands.tolist(),
-            "face": self.face.tolist(),
-        }
