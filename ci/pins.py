@@ -107,6 +107,16 @@ UV_VERSION = "0.13.9"
 UV_IMAGE = f"ghcr.io/astral-sh/uv:{UV_VERSION}"
 UV_REASON = "one resolver for the image, the lock and the tests; copied from its release image"
 
+ENGINE_UV_VERSION = "0.10.3"
+ENGINE_UV_REASON = (
+    "the uv the engine's Python runtime locks and installs the module with "
+    "(sdk/python/runtime/images/uv/Dockerfile at the engine version); uv.lock is made with it"
+)
+DAGGER_IO_VERSION = "0.21.8"
+DAGGER_IO_SDIST_SHA256 = "f0d2791b748d0157245d33ab30ad636918d7a619f064a08088a1cbeb7ff456e5"
+"""The dagger-io release matching dagger.json's engineVersion, from which ci.module_lock makes
+the SDK the engine vendors into sdk/ when no engine has written it."""
+
 FETCH_IMAGE = "python:3.11.14-slim-trixie"
 FETCH_IMAGE_REASON = (
     "a small Python for the model fetcher and the engine's lock, with uv copied in; uv's own "
