@@ -212,6 +212,69 @@ def test_the_compose_file_is_valid_for_the_machines_compose_tool(pod: str) -> No
     assert result.returncode == 0, result.stderr
 
 
+def compose_for_this_machine(compose: list[str], directory: Path) -> list[str]:
+    """The shipped compose file, less its GPU reservation, as `-f` arguments.
+
+    Compose v2 drops the reservation with an override file (`!reset`); docker-compose 1.x
+    appends override lists and has no `!reset`, so there a copy is made with only the
+    reservation removed. Either way the shipped file is left as users get it.
+    """
+    shipped = REPO / "docker" / "docker-compose.yml"
+    settings = {
+        "environment": {"STEADYDANCER_ALLOW_CPU": "true"},
+        "healthcheck": {"interval": "1s", "start_period": "0s"},
+    }
+    if compose[0] == "docker":
+        override = directory / "cpu.override.yml"
+        service = yaml.safe_dump({"services": {"steadydancer": settings}})
+        override.write_text(service + "    deploy: !reset {}\n")
+        return ["-f", str(shipped), "-f", str(override)]
+    config = yaml.safe_load(shipped.read_text())
+    service = config["services"]["steadydancer"]
+    devices = service["deploy"]["resources"]["reservations"].pop("devices")
+    assert devices[0]["capabilities"] == ["gpu"]
+    service["environment"].update(settings["environment"])
+    service["healthcheck"].update(settings["healthcheck"])
+    copy = directory / "docker-compose.cpu.yml"
+    copy.write_text(yaml.safe_dump(config))
+    return ["-f", str(copy)]
+
+
+def test_compose_brings_the_pod_up_to_healthy(pod: str, tmp_path: Path) -> None:
+    """`up` with the shipped service (its volume, port, variables and healthcheck) on CPU."""
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("no Compose tool on this machine")
+    project = f"steadydancer-test-{uuid.uuid4().hex[:8]}"
+    files = compose_for_this_machine(compose, tmp_path)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "STEADYDANCER_IMAGE": pod,
+        "ENABLE_STEADYDANCER": "false",
+    }
+    command = [*compose, "-p", project, *files]
+    try:
+        up = subprocess.run(
+            [*command, "up", "-d"], capture_output=True, text=True, check=False, env=env
+        )
+        assert up.returncode == 0, up.stderr
+        ids = subprocess.run(
+            [*command, "ps", "-q"], capture_output=True, text=True, check=True, env=env
+        ).stdout.split()
+        assert len(ids) == 1
+        wait(ids[0], "healthy")
+        mounts = json.loads(docker("inspect", "--format", "{{json .Mounts}}", ids[0]).stdout)
+        assert [(m["Name"], m["Destination"]) for m in mounts] == [
+            (f"{project}_workspace", "/workspace")
+        ]
+        assert host_port(ids[0], 8188) == 8188
+        assert "--output-directory /workspace/steadydancer/output" in docker("logs", ids[0]).stdout
+    finally:
+        subprocess.run(
+            [*command, "down", "-v", "--timeout", "15"], capture_output=True, check=False, env=env
+        )
+
+
 def test_a_full_volume_stops_the_boot_naming_it(pod: str, names: list[str]) -> None:
     """A 1 MiB tmpfs at /workspace: under the 64 MiB the boot needs free."""
     mount = "type=tmpfs,destination=/workspace,tmpfs-size=1m"
