@@ -53,6 +53,9 @@ ONNX_FILES = {
 (x1, y1, x2, y2, score, class), ViTPose whole-body heatmaps at a quarter of the input."""
 DATA_FILES = ("vitpose-h-data",)
 """External-data files of the real ONNX graphs; the synthetic graphs carry their weights inline."""
+OFFICIAL_POSE_FILES = ("dwpose-l", "yolox-l")
+"""mmpose/mmdet checkpoints of the official pose route (steadydancer-official), which the
+GPU bench does not run: not written."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,7 @@ def uncovered(variant: str, spec: dict[str, Any]) -> list[str]:
         for entry in catalog.files_for(variant)
         if entry.key not in ONNX_FILES
         and entry.key not in DATA_FILES
+        and entry.key not in OFFICIAL_POSE_FILES
         and entry.key != "lightx2v-lora"
         and entry.key not in spec["files"]
     ]
@@ -266,6 +270,9 @@ def write_variant(models: Path, variant: str, device: str, spec: dict[str, Any])
         target = models / entry.target
         if target.exists():
             yield f"{entry.target}: present, kept"
+            continue
+        if entry.key in OFFICIAL_POSE_FILES:
+            yield f"{entry.target}: not written (official pose route only)"
             continue
         started = time.monotonic()
         if entry.key in ONNX_FILES:

@@ -5,7 +5,8 @@ It speaks what huggingface_hub and the fetcher use of the Hub's protocol:
   X-Repo-Commit, X-Linked-Size and X-Linked-Etag (the file's sha256), as the Hub
   answers for LFS files; the Hub's X-Error-Code values for missing repositories,
   revisions and files, and for gated repositories;
-- GET /cdn/{sha256}: the bytes, honouring `Range: bytes=N-` with 206;
+- GET /cdn/{sha256}: the bytes, honouring `Range: bytes=N-` with 206 (HEAD: their size,
+  as a plain download site answers, for catalog entries with a url);
 - GET /api/models/{repo}: the repository's `gated` setting.
 - HEAD of a file in `xet`: the Xet headers (X-Xet-Hash, X-Xet-Refresh-Route),
   which make huggingface_hub ask the refresh route for a Xet read token; that
@@ -151,6 +152,10 @@ def serve(hub: Hub) -> Iterator[str]:
             if found is None:
                 return self._send(404, {})
             path, content = found
+            if self.command == "HEAD":  # a plain download site's answer about the file
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(content)))
+                return self.end_headers()
             with hub.lock:
                 queued = hub.errors.get(path, [])
                 status = queued.pop(0) if queued else None

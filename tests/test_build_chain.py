@@ -228,6 +228,7 @@ def test_each_model_file_of_the_variant_is_a_layer_of_its_own(variant: str) -> N
         "clip_vision",
         "loras",
         "detection",
+        "dwpose",
     }
     shared = {e.key for e in catalog.files_for(variant)}
     for other in catalog.VARIANTS:
@@ -255,7 +256,7 @@ def test_the_same_model_file_is_the_same_operation_in_every_variant() -> None:
     vae = "vae/wanvideo/Wan2_1_VAE_bf16.safetensors"
     assert vae in fp8_ops and fp8_ops[vae] == fp16_ops[vae]
     shared = set(fp8_ops) & set(fp16_ops)
-    assert len(shared) == 6
+    assert len(shared) == 8
     assert all(fp8_ops[target] == fp16_ops[target] for target in shared)
 
 

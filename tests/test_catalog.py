@@ -16,7 +16,15 @@ from tests.test_fetch_models import run
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
-FOLDERS = {"diffusion_models", "text_encoders", "vae", "clip_vision", "loras", "detection"}
+FOLDERS = {
+    "diffusion_models",
+    "text_encoders",
+    "vae",
+    "clip_vision",
+    "loras",
+    "detection",
+    "dwpose",
+}
 
 
 @pytest.mark.parametrize("variant", sorted(catalog.VARIANTS))
@@ -30,6 +38,9 @@ def test_each_variant_has_one_of_each_model_the_workflow_loads(variant: str) -> 
         "detection/onnx/vitpose_h_wholebody_model.onnx",
         "detection/onnx/vitpose_h_wholebody_data.bin",
         "detection/onnx/yolov10m.onnx",
+        # The official pose route's mmpose and mmdet checkpoints, one of them off the Hub.
+        "dwpose/dw-ll_ucoco_384.pth",
+        "dwpose/yolox_l_8x8_300e_coco_20211126_140236-d3bd2b23.pth",
     } <= targets
     assert files[0].target.startswith("diffusion_models/WanVideo/SteadyDancer/")
 
@@ -38,15 +49,22 @@ def test_recorded_facts_are_well_formed_and_sourced() -> None:
     for entry in catalog.all_files():
         assert entry.source, entry.key
         assert entry.sha256 is None or HEX64.match(entry.sha256), entry.key
-        assert entry.revision == "main" or HEX40.match(entry.revision), entry.key
-        assert (entry.size is None) == (entry.sha256 is None) or entry.key == "steadydancer-fp16"
+        if entry.url:
+            assert entry.url.startswith("https://") and entry.revision == "", entry.key
+            assert entry.url == f"https://{entry.repo}/{entry.path}", entry.key
+        else:
+            assert entry.revision == "main" or HEX40.match(entry.revision), entry.key
+        # Sizes read from the Hub's file lists without a digest beside them.
+        sized_only = {"steadydancer-fp16", "dwpose-l"}
+        assert (entry.size is None) == (entry.sha256 is None) or entry.key in sized_only
     assert "kijai/SteadyDancer-14B-pruned" not in {entry.repo for entry in catalog.all_files()}
 
 
 def test_the_fp8_variant_is_fully_recorded_and_smaller_than_fp16() -> None:
     fp8 = catalog.CATALOG_VARIANTS["fp8"]
-    assert fp8.unsized == ()
-    assert fp8.recorded_size == 28_008_601_599
+    # OpenMMLab's site publishes no size: the fetch learns it from its HEAD.
+    assert fp8.unsized == (catalog.FILES["yolox-l"],)
+    assert fp8.recorded_size == 28_008_601_599 + 406_878_486
     assert "umt5-xxl-enc-fp8_e4m3fn.safetensors" in {entry.filename for entry in fp8.files}
 
 
@@ -112,6 +130,45 @@ def test_lock_models_pins_revisions_sizes_and_digests(tmp_path: Path) -> None:
         "sha256": digest,
         "source": "test",
     }
+
+
+def test_lock_models_sizes_a_url_file_and_keeps_its_url(tmp_path: Path) -> None:
+    """A --check run against a plain download address (the local server's /cdn/ path)."""
+    hub = Hub()
+    content = b"yolox weights"
+    digest = hub.add("openmmlab", "yolox.pth", content)
+    source = tmp_path / "catalog.json"
+    with serve(hub) as endpoint:
+        url = f"{endpoint.replace('http://', 'https://')}/cdn/{digest}"
+        item = {"url": url, "folder": "dwpose", "size": None, "sha256": None, "source": "test"}
+        source.write_text(
+            json.dumps(
+                {
+                    "default_variant": "v",
+                    "files": {"yolox": item},
+                    "variants": {"v": {"description": "d", "files": ["yolox"]}},
+                }
+            )
+        )
+        _, variants, _ = catalog.load(source)
+        (entry,) = variants["v"].files
+        assert (entry.repo, entry.path, entry.filename) == (
+            endpoint.removeprefix("http://"),
+            f"cdn/{digest}",
+            digest,
+        )
+        manifest = {**entry.to_manifest(), "url": f"{endpoint}/cdn/{digest}"}
+        report = tmp_path / "report.json"
+        result = run(endpoint, tmp_path, [manifest], "--check", "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert "n/a" in result.stdout
+    locked = json.loads(catalog.locked(json.loads(report.read_text()), source))
+    assert locked["files"]["yolox"] == {**item, "size": len(content)}
+
+
+def test_a_catalog_url_must_be_an_https_file_address(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'ftp://example.org/x.pth' is not an https:// address"):
+        catalog.located({"url": "ftp://example.org/x.pth", "folder": "x"})
 
 
 class AddressedToken:

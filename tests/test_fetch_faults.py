@@ -233,3 +233,57 @@ def test_a_partial_from_an_earlier_run_is_resumed_over_http_even_where_xet_is_of
     assert result.returncode == 0, result.stderr
     assert hub.count("GET", "/xet-read-token/") == 0
     assert hub.sent[VAE] == MiB and landed(tmp_path, content)
+
+
+def url_entry(hub: Hub, content: bytes, endpoint: str) -> list[dict[str, object]]:
+    """A file outside the Hub, at a plain address: the local server's /cdn/ path, reached as
+    `localhost` while HF_ENDPOINT names 127.0.0.1, so it is another host to the fetcher."""
+    digest = hub.add("openmmlab/site", "yolox_l.pth", content)
+    address = endpoint.replace("127.0.0.1", "localhost") + f"/cdn/{digest}"
+    return [
+        entry(
+            "localhost", f"cdn/{digest}", "dwpose", content, url=address, sha256=digest, revision=""
+        )
+    ]
+
+
+def test_a_file_at_a_plain_url_resumes_verifies_and_never_gets_the_token(tmp_path: Path) -> None:
+    hub = Hub()
+    content = os.urandom(6 * MiB)
+    with serve(hub) as endpoint:
+        entries = url_entry(hub, content, endpoint)
+        hub.reset_after["yolox_l.pth"] = 4 * MiB
+        result = run(endpoint, tmp_path, entries, env={"HF_TOKEN": "hf_secret"})
+    assert result.returncode == 0, result.stderr
+    digest = str(entries[0]["sha256"])
+    assert (tmp_path / "models" / "dwpose" / digest).read_bytes() == content
+    asked = [(m, h.get("range")) for m, p, h in hub.requests if p.startswith("/cdn/")]
+    assert asked[0] == ("HEAD", None) and len(asked) == 3 and asked[2][1] is not None
+    assert all("authorization" not in h for _, _, h in hub.requests)
+    assert not any("/resolve/" in p or "/api/" in p for _, p, _ in hub.requests)
+    assert "retry 1/5" in result.stdout
+
+
+def test_a_url_that_is_gone_is_one_line_naming_it(tmp_path: Path) -> None:
+    hub = Hub()
+    with serve(hub) as endpoint:
+        entries = url_entry(hub, os.urandom(MiB), endpoint)
+        entries[0]["url"] = str(entries[0]["url"]).replace("/cdn/", "/cdn/0")
+        result = run(endpoint, tmp_path, entries)
+    assert result.returncode != 0
+    assert f"{entries[0]['url']}: HTTP 404" in result.stderr
+    assert "fix its url in the catalog" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "models" / "dwpose").exists()
+
+
+def test_a_url_file_with_other_bytes_is_removed_naming_the_url(tmp_path: Path) -> None:
+    hub = Hub()
+    content = os.urandom(2 * MiB)
+    with serve(hub) as endpoint:
+        entries = url_entry(hub, content, endpoint)
+        hub.corrupt["yolox_l.pth"] = os.urandom(2 * MiB)
+        result = run(endpoint, tmp_path, entries)
+    assert result.returncode != 0
+    assert f"{entries[0]['url']}: checksum mismatch, the file was removed" in result.stderr
+    assert not (tmp_path / "models" / "dwpose" / str(entries[0]["sha256"])).exists()
+    assert not list((tmp_path / "models" / "dwpose").glob(".*.partial"))

@@ -4,12 +4,15 @@ The data is catalog.json beside this file, read by the build (to fetch and bake 
 models) and inside the image at boot. Sizes and sha256 digests are recorded only
 where they were read from the Hub's pages or pinned downloads; `source` says which.
 `lock_models` pins every revision to a commit and fills in sizes and digests.
+A file that is not on the Hub (OpenMMLab's YOLOX-L checkpoint) has a `url` instead of a
+repository and path; its host and URL path stand in for them in markers and messages.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ CATALOG_FILE = Path(
 
 @dataclass(frozen=True)
 class ModelFile:
-    """One file in a Hugging Face repository and its place under ComfyUI's models/."""
+    """One file in a Hugging Face repository (or at a URL) and its place under ComfyUI's models/."""
 
     repo: str
     path: str
@@ -32,6 +35,8 @@ class ModelFile:
     sha256: str | None = None
     key: str = ""
     source: str = ""
+    url: str | None = None
+    """A direct HTTPS download for a file the Hub does not hold."""
 
     @property
     def filename(self) -> str:
@@ -44,7 +49,7 @@ class ModelFile:
 
     def to_manifest(self) -> dict[str, object]:
         """What the fetcher needs of the entry."""
-        return {
+        manifest: dict[str, object] = {
             "repo": self.repo,
             "path": self.path,
             "revision": self.revision,
@@ -52,6 +57,19 @@ class ModelFile:
             "sha256": self.sha256,
             "target": self.target,
         }
+        if self.url:
+            manifest["url"] = self.url
+        return manifest
+
+
+def located(entry: dict[str, Any]) -> dict[str, Any]:
+    """A URL entry with its host and URL path as repo and path."""
+    if not entry.get("url"):
+        return entry
+    parts = urllib.parse.urlsplit(entry["url"])
+    if parts.scheme != "https" or not parts.netloc or not parts.path.strip("/"):
+        raise ValueError(f"catalog url {entry['url']!r} is not an https:// address of a file")
+    return {"repo": parts.netloc, "path": parts.path.lstrip("/"), "revision": "", **entry}
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,7 @@ class Variant:
 
 def load(path: Path = CATALOG_FILE) -> tuple[dict[str, ModelFile], dict[str, Variant], str]:
     data = json.loads(path.read_text())
-    files = {key: ModelFile(key=key, **entry) for key, entry in data["files"].items()}
+    files = {key: ModelFile(key=key, **located(entry)) for key, entry in data["files"].items()}
     variants = {
         name: Variant(name, spec["description"], tuple(files[key] for key in spec["files"]))
         for name, spec in data["variants"].items()
@@ -104,12 +122,18 @@ def locked(report: list[dict[str, Any]], path: Path = CATALOG_FILE) -> str:
     `report` is what `fetch_models.py --check --report` writes, one row per file.
     """
     data = json.loads(path.read_text())
-    by_location = {(row["repo"], row["path"]): row for row in report if row.get("commit")}
+    by_location = {
+        (row["repo"], row["path"]): row
+        for row in report
+        if row.get("commit") or (row.get("url") and row.get("remote_size"))
+    }
     for entry in data["files"].values():
-        row = by_location.get((entry["repo"], entry["path"]))
+        where = located(entry)
+        row = by_location.get((where["repo"], where["path"]))
         if row is None:
             continue
-        entry["revision"] = row["commit"]
+        if not entry.get("url"):
+            entry["revision"] = row["commit"]
         entry["size"] = row["remote_size"]
         entry["sha256"] = row.get("remote_sha256") or entry.get("sha256")
     return json.dumps(data, indent=2) + "\n"

@@ -5,7 +5,8 @@ Usage:
   fetch_models.py --manifest FILE --check [--report FILE]
 
 The manifest is a JSON list of catalog entries (repo, path, revision, target,
-size, sha256); every target must be a relative path inside the destination.
+size, sha256, and url for a file the Hub does not hold); every target must be a
+relative path inside the destination.
 Every file is asked about first (existence, access, size), so a missing or
 gated file fails the run before the first byte, as does too little free disk.
 
@@ -24,6 +25,11 @@ place, so no partial file is ever visible under its final name. With
 --dest. The token comes from $HF_TOKEN, reaches the Hub's own host only, and
 is never printed. Needs huggingface_hub 0.36 or later (the image's and the
 build's releases are both tested).
+
+A file at a plain URL (not on the Hub) is described by a HEAD request of its own
+(urllib, following redirects: the library's metadata call reads the Hub's headers
+and only follows the Hub's relative redirects), then downloaded, resumed,
+retried and verified exactly as a Hub file, never with the token.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import http.client
 import json
 import os
 import random
@@ -42,7 +49,9 @@ import stat
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -56,6 +65,7 @@ RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 XET_HIGH_PERFORMANCE_CORES = 8
 MAX_RETRY_AFTER = 300.0
 """A server's Retry-After is honoured up to this many seconds."""
+AGENT = "steadydancer-fetch-models"
 STOP = threading.Event()
 """Set (by the entrypoint on SIGTERM) to end every download at its next chunk, partials kept."""
 
@@ -94,22 +104,35 @@ class Entry:
     target: str
     size: int | None
     sha256: str | None
+    url: str | None = None
+    """Where a file the Hub does not hold is served; repo and path are then its host and path."""
 
     @classmethod
     def from_manifest(cls, item: dict[str, object]) -> Entry:
-        size, sha256 = item.get("size"), item.get("sha256")
+        size, sha256, url = item.get("size"), item.get("sha256"), item.get("url")
         return cls(
             repo=str(item["repo"]),
             path=str(item["path"]),
-            revision=str(item.get("revision") or "main"),
+            revision=str(item.get("revision") or ("" if url else "main")),
             target=str(item["target"]),
             size=size if isinstance(size, int) else None,
             sha256=str(sha256).lower() if sha256 else None,
+            url=str(url) if url else None,
         )
 
     @property
     def page(self) -> str:
+        if self.url:
+            return self.url
         return f"{endpoint()}/{self.repo}/blob/{self.revision}/{self.path}"
+
+    @property
+    def server(self) -> str:
+        return urllib.parse.urlsplit(self.url).netloc if self.url else "the Hub"
+
+    @property
+    def server_at(self) -> str:
+        return self.server if self.url else f"the Hub at {endpoint()}"
 
     @property
     def relative(self) -> PurePosixPath:
@@ -207,20 +230,43 @@ def describe_remote(entry: Entry, retries: int = 3, timeout: float = HEAD_TIMEOU
         except TransientError as exc:
             if attempt > retries:
                 raise FetchError(
-                    f"{UNANSWERED} {entry.repo}/{entry.path} from the Hub at "
-                    f"{endpoint()} after {attempt} attempts: {exc}"
+                    f"{UNANSWERED} {entry.repo}/{entry.path} from {entry.server_at} "
+                    f"after {attempt} attempts: {exc}"
                 ) from None
             pause = backoff(attempt, exc.wait)
             say(
-                f"{entry.name}: the Hub did not answer ({exc}); retry {attempt}/{retries} in "
-                f"{pause:.1f} s"
+                f"{entry.name}: {entry.server} did not answer ({exc}); retry {attempt}/"
+                f"{retries} in {pause:.1f} s"
             )
             time.sleep(pause)
     raise AssertionError("unreachable")
 
 
+def _describe_url(entry: Entry, timeout: float) -> Remote:
+    assert entry.url is not None
+    request = urllib.request.Request(entry.url, method="HEAD", headers={"user-agent": AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length, location = response.headers.get("content-length"), response.geturl()
+    except urllib.error.HTTPError as exc:
+        if exc.code in RETRYABLE_STATUS:
+            raise TransientError(f"HTTP {exc.code}", retry_after(exc)) from None
+        raise FetchError(
+            f"{entry.url}: HTTP {exc.code} {exc.reason} (catalog target {entry.target}): "
+            "the file is no longer served there; fix its url in the catalog"
+        ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise TransientError(f"{type(exc).__name__}: {exc}") from None
+    if length is None or not length.isdigit():
+        raise FetchError(f"{entry.url}: the server gave no size for it")
+    return Remote(location, int(length), entry.revision, None)
+
+
 def _describe_remote(entry: Entry, timeout: float) -> Remote:
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    if entry.url:
+        return _describe_url(entry, timeout)
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -758,7 +804,9 @@ def check(entries: list[Entry], jobs: int, report: Path | None) -> None:
     """Ask the Hub about every file without downloading; print a table, fail on any problem."""
     rows: list[dict[str, object]] = []
     problems: list[str] = []
-    gating = {repo: gated(repo) for repo in sorted({entry.repo for entry in entries})}
+    hub_repos = sorted({entry.repo for entry in entries if not entry.url})
+    gating = {repo: gated(repo) for repo in hub_repos}
+    gating.update({entry.repo: "n/a" for entry in entries if entry.url})
     for entry in entries:
         try:
             remote = describe_remote(entry)
