@@ -128,10 +128,13 @@ class Replay:
 
     def map_text(self, text: str) -> str:
         """Every mapped image path in `text` (an argument or a variable) moved under the root."""
-        for prefix in MAPPED:
-            ends = "" if prefix.endswith("-") else r"(?![\w.-])"
-            text = re.sub(rf"(?<![\w/.-]){re.escape(prefix)}{ends}", str(self.root) + prefix, text)
-        return text
+        # One pass over all prefixes, so a mapped path (the root may itself be under
+        # /tmp/steadydancer-...) is never mapped again.
+        alternatives = "|".join(
+            re.escape(prefix) + ("" if prefix.endswith("-") else r"(?![\w.-])") for prefix in MAPPED
+        )
+        root = str(self.root)
+        return re.sub(rf"(?<![\w/.-])(?:{alternatives})", lambda m: root + m.group(0), text)
 
     # sources
     def materialize(self, obj: Any, target: Path) -> str | None:
@@ -260,6 +263,8 @@ class Replay:
         target = Path(self.map_text(args["path"]))
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
+        elif target.is_file():
+            target.unlink()
 
     def op_withExec(self, args: dict[str, Any], label: str) -> None:
         argv = [str(a) for a in args["args"]]
@@ -274,6 +279,9 @@ class Replay:
                 "skipped",
                 f"the exact patch release; the host's Python {self.python} stands in",
             )
+            return
+        if argv[:2] == ["git", "-C"] and not Path(self.map_text(argv[2])).is_dir():
+            self.record("withExec", " ".join(argv), "skipped", f"{argv[2]} is a tree from GitHub")
             return
         if argv[:2] == ["uv", "venv"] and "--python" in argv:
             at = argv.index("--python") + 1

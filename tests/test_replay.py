@@ -52,6 +52,18 @@ def test_image_paths_are_mapped_under_the_root_and_files_materialized(tmp_path: 
     assert [(s.op, s.outcome) for s in report.steps] == [("from", "skipped"), ("withExec", "ran")]
 
 
+def test_a_root_under_tmp_steadydancer_is_not_mapped_twice() -> None:
+    """The command line's default root is /tmp/steadydancer-replay-*, itself a mapped prefix."""
+    root = Path("/tmp/steadydancer-replay-x/image")
+    mapped = replay.Replay(root, replay.Report(), None, "uv").map_text(
+        "python /opt/steadydancer-tools/check.py -r /tmp/steadydancer-install/lock.txt /opt"
+    )
+    assert mapped == (
+        f"python {root}/opt/steadydancer-tools/check.py -r {root}/tmp/steadydancer-install/lock.txt"
+        f" {root}/opt"
+    )
+
+
 def test_a_failing_command_is_named_with_its_output(tmp_path: Path) -> None:
     chain = dag.container().with_exec(
         ["python3", "-c", "import sys; print('torch>=2.7 is required'); sys.exit(3)"]

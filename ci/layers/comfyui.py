@@ -2,7 +2,10 @@
 
 Each tree comes from the engine's git API. Requirements are installed before the
 tree is copied (from the lock, or from the tree's requirements.txt alone), so a
-pin bump that leaves the requirements unchanged reuses the install.
+pin bump that leaves the requirements unchanged reuses the install. Then the
+packs' build-time patches are applied (each names the commit it was made for,
+and `git apply` refuses one that no longer fits), and this repository's own
+pack, the official pose path, is copied in beside them.
 """
 
 from __future__ import annotations
@@ -10,8 +13,15 @@ from __future__ import annotations
 import dagger
 from dagger import dag
 
-from ci import paths, pins
+from ci import paths, pins, source
 from ci.installs import Installer
+
+OFFICIAL_POSE_PACK = "ComfyUI-SteadyDancer-Official"
+"""docker/steadydancer/nodes/, installed under this name."""
+PATCHES = {"ComfyUI-WanVideoWrapper": "docker/steadydancer/build/wanvideo-official-guidance.patch"}
+"""Pack name -> its patch in this repository: SteadyDancer's three-pass pose guidance in the
+sampler and the pose CLIP features the model reads (clip_fea_c)."""
+PATCH_DIR = "/tmp/steadydancer-patches"
 
 
 def tree(pin: pins.GitPin) -> dagger.Directory:
@@ -31,4 +41,16 @@ def nodes(ctr: dagger.Container, installer: Installer) -> dagger.Container:
     ctr = installer.install(ctr, trees=trees)
     for pack, directory in trees.items():
         ctr = ctr.with_directory(f"{paths.CUSTOM_NODES_DIR}/{pack.name}", directory)
-    return ctr
+    for name, patch in PATCHES.items():
+        mounted = f"{PATCH_DIR}/{patch.rsplit('/', 1)[-1]}"
+        ctr = (
+            ctr.with_mounted_file(mounted, source.project().file(patch))
+            .with_exec(
+                ["git", "-C", f"{paths.CUSTOM_NODES_DIR}/{name}", "apply", "--verbose", mounted]
+            )
+            .without_mount(mounted)
+        )
+    return ctr.with_directory(
+        f"{paths.CUSTOM_NODES_DIR}/{OFFICIAL_POSE_PACK}",
+        source.project().directory("docker/steadydancer/nodes"),
+    )

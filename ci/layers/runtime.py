@@ -23,6 +23,14 @@ def pin_files(profile: pins.Profile) -> dagger.Directory:
     )
 
 
+OFFICIAL_POSE_IMPORTS = (
+    "steadydancer.nodes",
+    "steadydancer.nodes.detect",
+    "mmdet.apis",
+    "mmpose.apis",
+)
+
+
 def runtime(
     ctr: dagger.Container,
     profile: pins.Profile,
@@ -51,6 +59,8 @@ def runtime(
         .with_workdir(paths.COMFYUI_DIR)
         .with_exposed_port(paths.COMFYUI_PORT, description="ComfyUI web UI and API")
         .with_entrypoint(["tini", "--", "python", "-m", "steadydancer.entrypoint"])
+        # The official pose pack imports with the image's Python path and OpenMMLab.
+        .with_exec(["python", "-m", "steadydancer.import_check", *OFFICIAL_POSE_IMPORTS])
     )
     labels = {
         "variant": variant,
