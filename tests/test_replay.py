@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from dagger import dag
 
 from ci import replay
+from tests.dagger_offline import REPO
 
 
 def run(chain, tmp_path: Path) -> replay.Report:
@@ -153,3 +155,38 @@ def check_replayed(tmp_path: Path) -> None:
     assert all(s["reason"] for s in steps if s["outcome"] == "skipped")
     site = next((tmp_path / "image" / "opt" / "venv" / "lib").glob("python3*/site-packages"))
     assert list((site / "mmcv").glob("_ext*.so")), "mmcv was installed without its compiled ops"
+    assert any("steadydancer.import_check steadydancer.nodes" in d for d in ran)
+    detector_runs_on_cpu(tmp_path / "image" / "opt" / "venv" / "bin" / "python")
+
+
+DETECTOR_ON_CPU = """
+import numpy as np
+import torch
+from mmdet.apis import init_detector
+from mmpose.apis import init_model
+from mmpose.utils import adapt_mmdet_pipeline
+from steadydancer.nodes import detect
+
+torch.manual_seed(0)
+detector = init_detector(detect.config_path(*detect.DETECTOR_CONFIG), None, device="cpu")
+detector.cfg = adapt_mmdet_pipeline(detector.cfg)
+pose_model = init_model(detect.config_path(*detect.POSE_CONFIG), None, device="cpu")
+found = detect.Detector(detector, pose_model)
+frame = np.random.default_rng(0).integers(0, 255, (480, 320, 3), dtype=np.uint8)
+boxes = found.people(detect.resized(frame))
+pose = found(frame)
+print("boxes", boxes.shape[1] if len(boxes) else 4, "pose", pose.body.shape, pose.hands.shape)
+"""
+
+
+def detector_runs_on_cpu(python: Path) -> None:
+    """The official pack's detector, its models built from the configs mmdet and mmpose ship
+    (weights random: the checkpoints are not fetched here), on a synthetic frame, CPU ops."""
+    result = subprocess.run(
+        [str(python), "-c", DETECTOR_ON_CPU],
+        capture_output=True, text=True, check=False, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO / "docker")},
+    )  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if "Error" in line]
+    assert result.returncode == 0, (result.returncode, errors, result.stderr[-2000:])
+    assert "boxes 4 pose (18, 2) (2, 21, 2)" in result.stdout

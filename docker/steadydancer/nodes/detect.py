@@ -51,11 +51,11 @@ def to_openpose(points: NDArray[Any], scores: NDArray[Any], width: int, height: 
     if points.shape != (133, 2) or scores.shape != (133,):
         raise ValueError(f"expected 133 whole-body points, got {points.shape} and {scores.shape}")
     xy = points.astype(np.float64) / (width, height)
-    seen = scores >= POINT_SCORE
+    seen = (scores >= POINT_SCORE) & np.isfinite(xy).all(axis=1)
     body = np.full((18, 2), -1.0)
     for index, coco in enumerate(COCO_TO_OPENPOSE):
         if coco is None:
-            if scores[5] > NECK_SCORE and scores[6] > NECK_SCORE:
+            if scores[5] > NECK_SCORE and scores[6] > NECK_SCORE and seen[5] and seen[6]:
                 body[index] = (xy[5] + xy[6]) / 2
         elif seen[coco]:
             body[index] = xy[coco]
@@ -88,6 +88,7 @@ class Detector:
     def load(cls, models_dir: Path, device: str) -> Detector:
         from mmdet.apis import init_detector
         from mmpose.apis import init_model
+        from mmpose.utils import adapt_mmdet_pipeline
 
         checkpoints = [models_dir / DETECTOR_CHECKPOINT, models_dir / POSE_CHECKPOINT]
         missing = [str(path) for path in checkpoints if not path.is_file()]
@@ -96,10 +97,10 @@ class Detector:
                 f"the official pose detector needs {', '.join(missing)}: build the image with "
                 "its models or let the entrypoint fetch them (catalog files yolox-l, dwpose-l)"
             )
-        return cls(
-            init_detector(config_path(*DETECTOR_CONFIG), str(checkpoints[0]), device=device),
-            init_model(config_path(*POSE_CONFIG), str(checkpoints[1]), device=device),
-        )
+        detector = init_detector(config_path(*DETECTOR_CONFIG), str(checkpoints[0]), device=device)
+        # mmdet's test pipeline named in mmdet's scope, as mmpose's own demos do.
+        detector.cfg = adapt_mmdet_pipeline(detector.cfg)
+        return cls(detector, init_model(config_path(*POSE_CONFIG), str(checkpoints[1]), device=device))
 
     def people(self, frame: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Person boxes (x1, y1, x2, y2) in the frame, best first."""
