@@ -167,7 +167,7 @@ def test_lock_models_sizes_a_url_file_and_keeps_its_url(tmp_path: Path) -> None:
 
 
 def test_a_catalog_url_must_be_an_https_file_address(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'ftp://example.org/x.pth' is not an https:// address"):
+    with pytest.raises(ValueError, match=r"'ftp://example\.org/x\.pth' is not an https:// address"):
         catalog.located({"url": "ftp://example.org/x.pth", "folder": "x"})
 
 

@@ -123,8 +123,12 @@ def test_editing_docker_or_workflows_touches_only_the_runtime_layer() -> None:
     assert runtime_start > last_node
     for position, text in project_references(ctr):
         if position < runtime_start:
-            # Before the runtime layer only single build tools are copied, file by file.
-            assert ".file(path='docker/steadydancer/" in text, text
+            # Before the runtime layer only single build tools (file by file), the nodes
+            # layer's patches and its node pack are copied.
+            assert (
+                ".file(path='docker/steadydancer/" in text
+                or "directory(path='docker/steadydancer/nodes')" in text
+            ), text
             assert "entrypoint" not in text and "workflows" not in text
     late = [text for position, text in project_references(ctr) if position >= runtime_start]
     assert any("directory(path='docker')" in text for text in late)

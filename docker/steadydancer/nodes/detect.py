@@ -97,10 +97,12 @@ class Detector:
                 f"the official pose detector needs {', '.join(missing)}: build the image with "
                 "its models or let the entrypoint fetch them (catalog files yolox-l, dwpose-l)"
             )
-        detector = init_detector(config_path(*DETECTOR_CONFIG), str(checkpoints[0]), device=device)
+        detector_config = config_path(*DETECTOR_CONFIG)
+        detector = init_detector(detector_config, str(checkpoints[0]), device=device)
         # mmdet's test pipeline named in mmdet's scope, as mmpose's own demos do.
         detector.cfg = adapt_mmdet_pipeline(detector.cfg)
-        return cls(detector, init_model(config_path(*POSE_CONFIG), str(checkpoints[1]), device=device))
+        pose_model = init_model(config_path(*POSE_CONFIG), str(checkpoints[1]), device=device)
+        return cls(detector, pose_model)
 
     def people(self, frame: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Person boxes (x1, y1, x2, y2) in the frame, best first."""
