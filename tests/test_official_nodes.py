@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from steadydancer.nodes import NODE_CLASS_MAPPINGS, detect, draw, pack
-from steadydancer.official_pose import negative_pose
 from steadydancer.official_pose.keypoints import Pose
 
 from ci import paths, pins
@@ -47,17 +46,15 @@ def test_the_align_node_wants_one_reference_pose() -> None:
 
 def test_the_negative_node_is_the_official_augmentation_and_its_seed_decides() -> None:
     aligned = keypoints(DATA["aligned"], DATA["reference_size"])
-    node = pack.SteadyDancerNegativePose()
-    value = pack.keypoints(
-        negative_pose.negative_poses(aligned["poses"], DATA["augment_seed"]), 1, 1
-    )
+    value = pack.negative_keypoints(aligned, DATA["augment_seed"])
     assert_same(value["poses"], DATA["augmented"])
-    first = negative_pose.negative_poses(aligned["poses"], 1)
-    again = negative_pose.negative_poses(aligned["poses"], 1)
-    other = negative_pose.negative_poses(aligned["poses"], 2)
+    assert (value["height"], value["width"]) == tuple(DATA["reference_size"])
+    first = pack.negative_keypoints(aligned, 1)["poses"]
+    again = pack.negative_keypoints(aligned, 1)["poses"]
+    other = pack.negative_keypoints(aligned, 2)["poses"]
     assert all(np.array_equal(a.body, b.body) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0].body, other[0].body)
-    assert node.RETURN_TYPES == (pack.POSES, "IMAGE")
+    assert pack.SteadyDancerNegativePose.RETURN_TYPES == (pack.POSES, "IMAGE")
 
 
 def sdancer_embeds(negative: bool = True) -> dict[str, object]:

@@ -131,10 +131,13 @@ class SteadyDancerNegativePose:
     CATEGORY = CATEGORY
 
     def negate(self, poses: dict[str, Any], seed: int) -> tuple[dict[str, Any], Any]:
-        value = keypoints(
-            negative_pose.negative_poses(poses["poses"], seed), poses["width"], poses["height"]
-        )
+        value = negative_keypoints(poses, seed)
         return value, drawn(value)
+
+
+def negative_keypoints(poses: dict[str, Any], seed: int) -> dict[str, Any]:
+    negative = negative_pose.negative_poses(poses["poses"], seed)
+    return keypoints(negative, poses["width"], poses["height"])
 
 
 class SteadyDancerPoseGuidance:
