@@ -41,8 +41,8 @@ Frames = Annotated[int, Doc("frames of the clip, 4n+1 for SteadyDancer (5 to 321
 Width = Annotated[int, Doc("clip width, a multiple of 16 for SteadyDancer")]
 Height = Annotated[int, Doc("clip height, a multiple of 16 for SteadyDancer")]
 Steps = Annotated[int, Doc("sampling steps (4 with the lightx2v LoRA)")]
-DANCE_WORKFLOW = "steadydancer-dance"
-"""The workflow that takes a driving video of a person (the official pose path, once it exists)."""
+DANCE_WORKFLOWS = ("steadydancer-dance", "steadydancer-official")
+"""The workflows that take a driving video of a person: the ONNX pose route, SteadyDancer's own."""
 LayerLimit = Annotated[
     float,
     Doc("the registry's per-layer limit in GB, for one this module does not know (0: known)"),
@@ -284,7 +284,10 @@ class SteadyDancer:
             Tier, Doc("boot: CUDA and the SteadyDancer nodes; generate: also render a clip")
         ] = Tier.generate,
         workflow: Annotated[
-            str, Doc("steadydancer-pose (default), steadydancer-dance or cpu-smoke")
+            str,
+            Doc(
+                "steadydancer-pose (default), steadydancer-dance, steadydancer-official, cpu-smoke"
+            ),
         ] = "steadydancer-pose",
         frames: Frames = 33,
         width: Width = 480,
@@ -318,8 +321,12 @@ class SteadyDancer:
         driving: Annotated[dagger.File, Doc("the motion to follow: a video (mp4, webm, mov)")],
         variant: Variant = catalog.DEFAULT_VARIANT,
         workflow: Annotated[
-            str, Doc("steadydancer-dance: pose detected in the driving video and aligned")
-        ] = DANCE_WORKFLOW,
+            str,
+            Doc(
+                "steadydancer-dance: pose found by ONNX models and aligned; steadydancer-official: "
+                "SteadyDancer's own detector, alignment, negative pose and pose guidance"
+            ),
+        ] = DANCE_WORKFLOWS[0],
         frames: Frames = 81,
         width: Width = 480,
         height: Height = 832,
@@ -334,8 +341,10 @@ class SteadyDancer:
         """Animate your reference image with the driving video's motion: the clip, as a file."""
         with reported():
             options = _options(variant, profile, attention, bake_models=bake_models)
-            if workflow != DANCE_WORKFLOW:
-                raise InputError(f"unknown dance workflow {workflow!r}; accepted: {DANCE_WORKFLOW}")
+            if workflow not in DANCE_WORKFLOWS:
+                raise InputError(
+                    f"unknown dance workflow {workflow!r}; accepted: {', '.join(DANCE_WORKFLOWS)}"
+                )
             values: dict[str, object] = {
                 "frames": frames, "width": width, "height": height, "steps": steps, "seed": seed
             }  # fmt: skip

@@ -2,7 +2,7 @@
 
 Usage:
   python -m ci.replay [--variant fp8] [--profile cu124] [--attention xformers]
-      [--root DIR] [--trees DIR] [--boot] [--write-object-info FILE]
+      [--root DIR] [--trees DIR] [--boot] [--write-object-info FILE] [--in-place]
 
 Takes the Container that `build` sends for a variant, profile and attention branch (the
 same lazy query objects the offline tests inspect) and executes its fields in order:
@@ -14,6 +14,12 @@ same way in roots of their own. What cannot run here is listed as skipped with t
 reason: base image pulls, apt, the exact-patch Python (the host's 3.11 stands in), CUDA
 (mmcv compiles its CPU ops, in the replay's own wheel cache), GitHub and Hugging Face
 downloads (a folder of trees at the pinned commits, --trees, stands in for GitHub).
+
+With --in-place, inside a throwaway container from a Debian base (tests/test_replay.py
+makes one), nothing is mapped: the image's paths and user are the container's own, and
+apt-get and the other system commands run for real (Debian's packages standing in for
+Ubuntu's); only the builders that compile wheels keep roots of their own, as the build
+gives them containers of their own.
 
 With --boot (and --trees), ComfyUI from the replayed environment then starts on CPU;
 the replay fails on any IMPORT FAILED, on a missing SteadyDancer node, and where
@@ -46,6 +52,8 @@ from ci.lock import LockError
 REPO = Path(__file__).resolve().parents[1]
 CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steadydancer-replay"
 OBJECT_INFO = REPO / "tests" / "data" / "object_info.json"
+CONTAINER_MARK = Path("/.dockerenv")
+"""Docker's mark of a container's root: --in-place runs only where it is."""
 MAPPED = ("/opt", "/tmp/steadydancer-", "/wheel-cache", "/dist", "/usr/local/bin/uv")
 """Image paths the replay moves under its root; every other path is the host's."""
 CUDA_ONLY_ENV = ("FORCE_CUDA", "TORCH_CUDA_ARCH_LIST", "FLASH_ATTENTION_FORCE_BUILD")
@@ -121,6 +129,11 @@ class Replay:
         self.workdir = root
         self.python = f"{sys.version_info.major}.{sys.version_info.minor}"
         self.nested = 0
+        self.in_place = root == Path("/")
+        """At the image's own paths, in a throwaway container: system commands run too."""
+        self.logs = Path(tempfile.gettempdir()) if self.in_place else root
+        self.mounted: set[str] = set()
+        """Image paths this replay mounted: the only ones withoutMount may remove."""
 
     # paths
     def local(self, path: str) -> Path:
@@ -128,6 +141,8 @@ class Replay:
 
     def map_text(self, text: str) -> str:
         """Every mapped image path in `text` (an argument or a variable) moved under the root."""
+        if self.in_place:
+            return text
         # One pass over all prefixes, so a mapped path (the root may itself be under
         # /tmp/steadydancer-...) is never mapped again.
         alternatives = "|".join(
@@ -183,7 +198,12 @@ class Replay:
             if base == pins.FETCH_IMAGE:
                 return "models come from the Hugging Face Hub"
             out = chain[-1].args["path"]
-            sub = self.root.parent / f"{self.root.name}-builder{self.nested}"
+            # A builder is a container of its own: its paths are mapped, also in place.
+            sub = (
+                Path(tempfile.gettempdir()) / f"replay-builder{self.nested}"
+                if self.in_place
+                else self.root.parent / f"{self.root.name}-builder{self.nested}"
+            )
             self.nested += 1
             inner = Replay(sub, self.report, self.trees, self.uv)
             inner.run(chain[:-1], f"builder {self.nested}")
@@ -229,6 +249,7 @@ class Replay:
         path = args["path"]
         if path.startswith("/var/"):
             return
+        self.mounted.add(path)
         name = selections(args["cache"])[0].args["key"]
         cache = CACHE_HOME / name
         cache.mkdir(parents=True, exist_ok=True)
@@ -248,6 +269,7 @@ class Replay:
             self.record(op, path, "skipped", reason)
 
     def op_withMountedDirectory(self, args: dict[str, Any], label: str) -> None:
+        self.mounted.add(args["path"])
         self.place(args, "withMountedDirectory")
 
     def op_withDirectory(self, args: dict[str, Any], label: str) -> None:
@@ -257,9 +279,14 @@ class Replay:
         self.place(args, "withFile")
 
     def op_withMountedFile(self, args: dict[str, Any], label: str) -> None:
+        self.mounted.add(args["path"])
         self.place(args, "withMountedFile")
 
     def op_withoutMount(self, args: dict[str, Any], label: str) -> None:
+        # apt's cache mounts are never made here: the system's own folders stay.
+        if args["path"] not in self.mounted:
+            return
+        self.mounted.discard(args["path"])
         target = Path(self.map_text(args["path"]))
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
@@ -268,7 +295,7 @@ class Replay:
 
     def op_withExec(self, args: dict[str, Any], label: str) -> None:
         argv = [str(a) for a in args["args"]]
-        if argv[0] in SKIPPED_COMMANDS:
+        if argv[0] in SKIPPED_COMMANDS and not self.in_place:
             self.record("withExec", " ".join(argv), "skipped", SKIPPED_COMMANDS[argv[0]])
             return
         outcome, reason = "ran", ""
@@ -341,7 +368,7 @@ def boot(replay: Replay, timeout_s: float = 600.0) -> dict[str, Any]:
 
     comfyui = replay.local(paths.COMFYUI_DIR)
     port = free_port()
-    log_path = replay.root / "comfyui.log"
+    log_path = replay.logs / "comfyui.log"
     env = {**replay.env, "PYTHONUNBUFFERED": "1"}
     with log_path.open("w") as log:
         server = subprocess.Popen(
@@ -443,10 +470,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boot", action="store_true", help="start the replayed ComfyUI on CPU")
     parser.add_argument("--write-object-info", type=Path, help="save the served /object_info")
     parser.add_argument("--report", type=Path, help="write the steps as JSON")
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="replay at the image's own paths, system packages included: only inside a "
+        "throwaway container (--root then holds only the logs)",
+    )
     args = parser.parse_args(argv)
+    if args.in_place and not CONTAINER_MARK.exists():
+        parser.error(
+            "--in-place writes /opt, /usr/local/bin and the system's packages: run it inside a "
+            f"throwaway container (no {CONTAINER_MARK} here), or leave it out to replay under "
+            "--root"
+        )
     root = args.root or Path(tempfile.mkdtemp(prefix="steadydancer-replay-"))
     report = Report()
-    replay = Replay(root / "image", report, args.trees, pinned_uv())
+    image_root = Path("/") if args.in_place else root / "image"
+    replay = Replay(image_root, report, args.trees, pinned_uv())
     status = 0
     try:
         replay.run(selections(build_container(args.variant, args.profile, args.attention)))

@@ -61,6 +61,20 @@ def test_alignment_moves_bones_not_the_neck_and_keeps_missing_points() -> None:
     assert not np.allclose(aligned[2].body[10], aligned[1].body[10])
 
 
+def test_alignment_without_a_neck_names_the_picture_that_shows_no_person() -> None:
+    frames = [pose(raw) for raw in DATA["frames"]]
+    reference = pose(DATA["reference"])
+    nobody = reference.copy()
+    nobody.body[1] = -1.0
+    with pytest.raises(ValueError, match="no person found in the reference image"):
+        pose_align.align(nobody, 0.5, frames, 0.5)
+    lost = [frame.copy() for frame in frames]
+    lost[1].body[1] = -1.0
+    with pytest.raises(ValueError, match="no person found in driving frame 1"):
+        pose_align.align(reference, 0.5, lost, 0.5, align_frame=1)
+    assert len(pose_align.align(reference, 0.5, lost, 0.5)) == len(frames)
+
+
 def test_missing_bones_fall_back_as_the_official_code_does() -> None:
     reference = pose(DATA["reference"])
     driving = pose(DATA["frames"][0]).copy()

@@ -73,7 +73,7 @@ def test_the_installed_smoke_client_finds_its_workflows(wheel: Path, tmp_path: P
     )
     directory, names = result.stdout.split()
     assert Path(directory) == tmp_path / "steadydancer" / "workflows"
-    assert names == "cpu-smoke,steadydancer-dance,steadydancer-pose"
+    assert names == "cpu-smoke,steadydancer-dance,steadydancer-official,steadydancer-pose"
     help_text = subprocess.run(
         [sys.executable, "-m", "steadydancer.smoke", "--help"],
         cwd=tmp_path,
@@ -82,4 +82,7 @@ def test_the_installed_smoke_client_finds_its_workflows(wheel: Path, tmp_path: P
         text=True,
         check=True,
     ).stdout
-    assert "one of cpu-smoke, steadydancer-dance, steadydancer-pose" in help_text
+    assert (
+        "one of cpu-smoke, steadydancer-dance, steadydancer-official, steadydancer-pose"
+        in help_text
+    )

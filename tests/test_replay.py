@@ -14,12 +14,16 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from dagger import dag
 
-from ci import replay
+from ci import pins, replay
+from tests import pod_image
 from tests.dagger_offline import REPO
 
 
@@ -64,6 +68,38 @@ def test_a_root_under_tmp_steadydancer_is_not_mapped_twice() -> None:
         f"python {root}/opt/steadydancer-tools/check.py -r {root}/tmp/steadydancer-install/lock.txt"
         f" {root}/opt"
     )
+
+
+def test_in_place_nothing_is_mapped_and_system_commands_are_not_skipped() -> None:
+    at_home = replay.Replay(Path("/"), replay.Report(), None, "uv")
+    text = "python /opt/steadydancer-tools/check.py -r /tmp/steadydancer-install/lock.txt"
+    assert at_home.map_text(text) == text
+    assert at_home.local("/opt/venv") == Path("/opt/venv")
+    mapped = replay.Replay(Path("/tmp/r/image"), replay.Report(), None, "uv")
+    assert mapped.map_text("/opt/venv") == "/tmp/r/image/opt/venv"
+    assert at_home.in_place and not mapped.in_place
+
+
+def test_without_mount_removes_only_what_the_replay_mounted(tmp_path: Path) -> None:
+    """apt's cache folders are never mounted by the replay: unmounting them must not delete
+    the system's (in place, /var/cache/apt is the container's own)."""
+    kept = tmp_path / "image" / "var" / "cache" / "apt"
+    kept.mkdir(parents=True)
+    (kept / "pkgcache.bin").write_text("system")
+    chain = dag.container().with_exec(["true"]).without_mount("/var/cache/apt")
+    replay.Replay(tmp_path / "image", replay.Report(), None, replay.pinned_uv()).run(
+        replay.selections(chain)
+    )
+    assert (kept / "pkgcache.bin").read_text() == "system"
+
+
+def test_in_place_is_refused_outside_a_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(replay, "CONTAINER_MARK", tmp_path / ".dockerenv")
+    with pytest.raises(SystemExit):
+        replay.main(["--in-place"])
+    assert "run it inside a throwaway container" in capsys.readouterr().err
 
 
 def test_a_failing_command_is_named_with_its_output(tmp_path: Path) -> None:
@@ -132,31 +168,126 @@ def test_snapshot_differences_name_the_input(tmp_path: Path) -> None:
 @pytest.mark.replay
 @pytest.mark.network
 def test_the_fp8_image_chain_replays(tmp_path: Path) -> None:
+    """Under a temporary root on the host, where no Docker engine answers; with one, the test
+    below replays the same chain in a container, at the image's own paths."""
+    if pod_image.docker_unavailable() is None:
+        pytest.skip("a Docker engine answers: the chain is replayed in a container instead")
     trees = os.environ.get("STEADYDANCER_REPLAY_TREES")
     argv = ["--root", str(tmp_path), "--report", str(tmp_path / "steps.json")]
     if trees:
         argv += ["--trees", trees, "--boot"]
     try:
         assert replay.main(argv) == 0
-        check_replayed(tmp_path)
+        check_replayed(tmp_path / "steps.json", tmp_path / "image" / "opt" / "venv", run_host)
     finally:
         # Two environments with torch (about 10 GB): not kept for pytest's later inspection.
         shutil.rmtree(tmp_path / "image", ignore_errors=True)
         shutil.rmtree(tmp_path / "image-builder0", ignore_errors=True)
 
 
-def check_replayed(tmp_path: Path) -> None:
-    steps = json.loads((tmp_path / "steps.json").read_text())
+def run_host(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, check=False, timeout=1800,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+@pytest.mark.replay
+@pytest.mark.network
+@pytest.mark.docker
+def test_the_fp8_image_chain_replays_in_a_container_at_the_images_own_paths(
+    tmp_path: Path,
+) -> None:
+    """In a container from the pod tests' Debian base: the chain's apt-get runs for real, the
+    venv is /opt/venv, the tools /opt/steadydancer-tools, the user root, as in the image.
+
+    Debian's Python 3.11 stands in for the image's exact-patch one (so its headers come from
+    python3-dev, for the mmcv build on a cold cache); this repository, its dev environment
+    and the replay's caches are mounted at their host paths."""
+    reason = pod_image.docker_unavailable()
+    if reason:
+        pytest.skip(reason)
+    base = pod_image.base_image()
+    site = Path(sysconfig.get_paths()["purelib"])
+    uv = Path(replay.pinned_uv()).resolve()
+    caches = replay.CACHE_HOME
+    apt_archives = pod_image.CACHE / "apt-archives"
+    for folder in (caches, apt_archives / "partial"):
+        folder.mkdir(parents=True, exist_ok=True)
+    mounts = [
+        f"{REPO}:{REPO}:ro",
+        f"{site}:{site}:ro",
+        f"{uv}:/host-tools/uv:ro",
+        f"{caches}:{caches}",
+        f"{apt_archives}:/var/cache/apt/archives",
+        f"{tmp_path}:/out",
+    ]
+    argv = ["--in-place", "--root", "/out", "--report", "/out/steps.json"]
+    trees = os.environ.get("STEADYDANCER_REPLAY_TREES")
+    if trees:
+        mounts.append(f"{trees}:{trees}:ro")
+        argv += ["--trees", trees, "--boot"]
+    name = f"steadydancer-replay-{uuid.uuid4().hex[:8]}"
+    pod_image.docker(
+        "run", "-d", "--name", name, *(f"--volume={m}" for m in mounts),
+        "-e", f"XDG_CACHE_HOME={caches.parent}", base, "sleep", "infinity",
+    )  # fmt: skip
+    tools_path = "/host-tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    def run_in(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        settings = [f"--env={key}={value}" for key, value in env.items()]
+        return subprocess.run(
+            ["docker", "exec", *settings, name, *argv],
+            capture_output=True, text=True, check=False, timeout=3600,
+        )  # fmt: skip
+
+    try:
+        headers = run_in(
+            ["sh", "-c", "apt-get update -qq && apt-get install -y -qq python3-dev"], {}
+        )
+        assert headers.returncode == 0, headers.stderr[-2000:]
+        python_path = f"{site}:{REPO}:{REPO / 'docker'}"
+        replayed = run_in(
+            ["python3", "-m", "ci.replay", *argv],
+            {"PYTHONPATH": python_path, "PATH": tools_path, "HOME": "/root"},
+        )
+        assert replayed.returncode == 0, (replayed.stdout[-3000:], replayed.stderr[-3000:])
+        check_replayed(tmp_path / "steps.json", Path("/opt/venv"), run_in)
+        steps = json.loads((tmp_path / "steps.json").read_text())
+        system = [s for s in steps if s["detail"].startswith(("apt-get", "find /etc/ssh"))]
+        assert system and {s["outcome"] for s in system} == {"ran"}
+        image_paths = run_in(
+            ["sh", "-c", "id -un; readlink -f /opt/venv/bin/python; ls /opt/steadydancer-tools;"
+             " /usr/local/bin/uv --version; command -v ffmpeg tini git"],
+            {},
+        )  # fmt: skip
+        lines = image_paths.stdout.split()
+        assert lines[0] == "root"
+        assert lines[1].startswith("/usr/bin/python3")
+        assert "import_check.py" in lines
+        assert f"uv {pins.UV_VERSION}" in image_paths.stdout
+        assert {"/usr/bin/ffmpeg", "/usr/bin/tini", "/usr/bin/git"} <= set(lines)
+    finally:
+        pod_image.docker("rm", "-f", name, check=False, timeout=300)
+
+
+Runner = Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]
+
+
+def check_replayed(steps_file: Path, venv: Path, run_in: Runner) -> None:
+    """The steps that must have run, mmcv's compiled ops, and the detector on CPU; `run_in`
+    runs a command where the replayed image is (the host or the container)."""
+    steps = json.loads(steps_file.read_text())
     ran = [s["detail"] for s in steps if s["outcome"] in ("ran", "adapted")]
     assert any("torch==2.5.1" in d for d in ran)
     assert any("import_check.py mmcv mmcv.ops mmdet mmpose" in d for d in ran)
     assert any("xformers==" in d for d in ran)
     assert any("wheel_cache.py" in d for d in ran)
     assert all(s["reason"] for s in steps if s["outcome"] == "skipped")
-    site = next((tmp_path / "image" / "opt" / "venv" / "lib").glob("python3*/site-packages"))
-    assert list((site / "mmcv").glob("_ext*.so")), "mmcv was installed without its compiled ops"
+    listed = run_in(["sh", "-c", f"ls {venv}/lib/python3*/site-packages/mmcv/"], {})
+    assert "_ext" in listed.stdout, "mmcv was installed without its compiled ops"
     assert any("steadydancer.import_check steadydancer.nodes" in d for d in ran)
-    detector_runs_on_cpu(tmp_path / "image" / "opt" / "venv" / "bin" / "python")
+    detector_runs_on_cpu(venv / "bin" / "python", run_in)
 
 
 DETECTOR_ON_CPU = """
@@ -179,14 +310,10 @@ print("boxes", boxes.shape[1] if len(boxes) else 4, "pose", pose.body.shape, pos
 """
 
 
-def detector_runs_on_cpu(python: Path) -> None:
+def detector_runs_on_cpu(python: Path, run_in: Runner) -> None:
     """The official pack's detector, its models built from the configs mmdet and mmpose ship
     (weights random: the checkpoints are not fetched here), on a synthetic frame, CPU ops."""
-    result = subprocess.run(
-        [str(python), "-c", DETECTOR_ON_CPU],
-        capture_output=True, text=True, check=False, timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO / "docker")},
-    )  # fmt: skip
+    result = run_in([str(python), "-c", DETECTOR_ON_CPU], {"PYTHONPATH": str(REPO / "docker")})
     errors = [line for line in result.stderr.splitlines() if "Error" in line]
     assert result.returncode == 0, (result.returncode, errors, result.stderr[-2000:])
     assert "boxes 4 pose (18, 2) (2, 21, 2)" in result.stdout

@@ -60,7 +60,8 @@ def call(**inputs: object):
     [
         (
             {"workflow": "dance"},
-            "unknown workflow 'dance'; accepted: cpu-smoke, steadydancer-dance, steadydancer-pose",
+            "unknown workflow 'dance'; accepted: cpu-smoke, steadydancer-dance, "
+            "steadydancer-official, steadydancer-pose",
         ),
         ({"variant": "int8"}, "unknown variant 'int8'"),
         ({"frames": -1}, "parameter frames=-1 is below its minimum 5"),

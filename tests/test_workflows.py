@@ -80,10 +80,15 @@ def problems(prompt: dict[str, Any]) -> list[str]:
     return found
 
 
-def rendered(name: str, variant: str = "fp8", attention: str = "xformers") -> dict[str, Any]:
+def rendered(
+    name: str,
+    variant: str = "fp8",
+    attention: str = "xformers",
+    values: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     workflow = workflows.load(name)
-    values = {key: value for key, value in INPUTS.items() if key in workflow.parameters}
-    return workflows.render(workflow, values, variant, attention)
+    files = {key: value for key, value in INPUTS.items() if key in workflow.parameters}
+    return workflows.render(workflow, {**files, **(values or {})}, variant, attention)
 
 
 @pytest.mark.parametrize("attention", ["flash_attn_2", "xformers"])
@@ -95,8 +100,13 @@ def test_every_shipped_workflow_validates_as_rendered(
     assert problems(rendered(name, variant, attention)) == []
 
 
-def test_the_three_workflows_are_shipped_with_manifests() -> None:
-    assert workflows.names() == ["cpu-smoke", "steadydancer-dance", "steadydancer-pose"]
+def test_the_four_workflows_are_shipped_with_manifests() -> None:
+    assert workflows.names() == [
+        "cpu-smoke",
+        "steadydancer-dance",
+        "steadydancer-official",
+        "steadydancer-pose",
+    ]
     no_frontend = {"SetNode", "GetNode", "PrimitiveNode", "Note", "MarkdownNote", "Reroute"}
     for name in workflows.names():
         workflow = workflows.load(name)
@@ -108,12 +118,14 @@ def test_the_three_workflows_are_shipped_with_manifests() -> None:
 
 
 def test_steadydancer_workflows_take_the_parameters_users_set() -> None:
-    for name, video in (
-        ("steadydancer-dance", "driving_video"),
-        ("steadydancer-pose", "pose_video"),
+    official = {"cfg", "lora_strength", "pose_scale", "pose_start", "pose_end", "pose_seed"}
+    for name, video, extra in (
+        ("steadydancer-dance", "driving_video", set()),
+        ("steadydancer-official", "driving_video", official),
+        ("steadydancer-pose", "pose_video", set()),
     ):
         workflow = workflows.load(name)
-        assert set(workflow.parameters) == {
+        assert set(workflow.parameters) - extra == {
             "reference_image",
             video,
             "prompt",
@@ -138,6 +150,38 @@ def test_steadydancer_workflows_take_the_parameters_users_set() -> None:
     assert detector["inputs"]["align_to"] == "ref"
     pose = rendered("steadydancer-pose")
     assert "PoseDetectionOneToAllAnimation" not in {node["class_type"] for node in pose.values()}
+
+
+def by_class(prompt: dict[str, Any], class_type: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (key, node["inputs"]) for key, node in prompt.items() if node["class_type"] == class_type
+    ]
+
+
+def test_the_official_workflow_runs_steadydancers_own_pose_path() -> None:
+    """Both pictures go through the official detector; the aligned poses drive the model, their
+    augmented copy is the negative pose, and the guidance node sits between embeds and sampler."""
+    prompt = rendered(
+        "steadydancer-official", values={"pose_scale": 1.0, "pose_end": 0.5, "pose_seed": 7}
+    )
+    assert not by_class(prompt, "PoseDetectionOneToAllAnimation")
+    detectors = dict(by_class(prompt, "SteadyDancerDWPose"))
+    ((align_id, align),) = by_class(prompt, "SteadyDancerPoseAlign")
+    ((negative_id, negative),) = by_class(prompt, "SteadyDancerNegativePose")
+    assert {align["reference_pose"][0], align["driving_poses"][0]} == set(detectors)
+    reference = detectors[align["reference_pose"][0]]["images"][0]
+    assert prompt[reference]["inputs"]["image"][0] == "1"  # the reference image, resized
+    assert negative["poses"] == [align_id, 0] and negative["seed"] == 7
+    ((embeds_id, embeds),) = by_class(prompt, "WanVideoAddSteadyDancerEmbeds")
+    encoded = {key: inputs["image"] for key, inputs in by_class(prompt, "WanVideoEncode")}
+    assert encoded[embeds["pose_latents_positive"][0]] == [align_id, 1]
+    assert encoded[embeds["pose_latents_negative"][0]] == [negative_id, 1]
+    ((guidance_id, guidance),) = by_class(prompt, "SteadyDancerPoseGuidance")
+    assert guidance == {"image_embeds": [embeds_id, 0], "pose_scale": 1.0, "start": 0.1, "end": 0.5}
+    ((_, sampler),) = by_class(prompt, "WanVideoSampler")
+    assert sampler["image_embeds"] == [guidance_id, 0]
+    # The patched sampler refuses the three passes with batched cfg.
+    assert sampler["batched_cfg"] is False
 
 
 @pytest.mark.parametrize("variant", sorted(catalog.VARIANTS))
@@ -167,7 +211,7 @@ def test_attention_mode_follows_the_image_and_never_needs_missing_kernels() -> N
         loader(rendered("steadydancer-pose", attention="xformers"))["inputs"]["attention_mode"]
         == "sdpa"
     )
-    for name in ("steadydancer-dance", "steadydancer-pose"):
+    for name in ("steadydancer-dance", "steadydancer-official", "steadydancer-pose"):
         inputs = loader(rendered(name))["inputs"]
         assert inputs["base_precision"] != "fp16_fast" and "sage" not in inputs["attention_mode"]
 

@@ -1,9 +1,10 @@
 """Pose frames drawn in the OpenPose style SteadyDancer's pipeline feeds its model.
 
 Body limbs are filled ellipses (4 px wide, colour at 60 %) between joints with round
-joints of radius 4, hands are 2 px edges coloured around the hue circle with red
-points, and the face is not drawn - as the official preprocessing draws them. Drawn
-with Pillow on numpy arrays, so the same code runs in the image and in the tests.
+joints of radius 4, hands are 2 px edges coloured around the hue circle with points of
+(0, 0, 255) (OpenCV's red, blue in these RGB frames), and the face is not drawn - as the
+official preprocessing draws them. Drawn with Pillow on numpy arrays, so the same code
+runs in the image and in the tests.
 """
 
 from __future__ import annotations

@@ -147,6 +147,17 @@ def align(
         raise ValueError("no driving frames to align")
     if not 0 <= align_frame < len(frames):
         raise ValueError(f"align_frame {align_frame} is outside the {len(frames)} driving frames")
+    # Everything is measured from the neck: without it the numbers would be noise.
+    if (reference.body[1] == -1.0).any():
+        raise ValueError(
+            "no person found in the reference image (its neck is missing): give an image "
+            "where one person's head and shoulders are in view"
+        )
+    if (frames[align_frame].body[1] == -1.0).any():
+        raise ValueError(
+            f"no person found in driving frame {align_frame} (its neck is missing): choose "
+            "an align_frame where the person's head and shoulders are in view"
+        )
     ref = reference.stretched(reference_ratio)
     first = frames[align_frame].stretched(video_ratio)
     scales = bone_scales(ref, first)
