@@ -23,8 +23,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ci import image, paths, pins
 from ci import lock as locks
@@ -39,6 +42,8 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steady
 STAND_IN = REPO / "tests" / "pod"
 SITE = "/opt/test-site-packages"
 """The fetcher's packages, installed for the pod's Python from the lock."""
+CPU = ["-e", "STEADYDANCER_ALLOW_CPU=true", "-e", "ENABLE_STEADYDANCER=false"]
+"""A pod on a machine without a GPU, and without models."""
 
 
 def fetcher_packages(target: Path) -> None:
@@ -180,3 +185,31 @@ def pod_image() -> str:
         if not has_image(tag):
             docker("build", "-q", "-t", tag, str(context), timeout=900)
     return tag
+
+
+def compose_healthcheck() -> list[str]:
+    """The healthcheck the shipped compose file gives the image."""
+    compose = yaml.safe_load((REPO / "docker" / "docker-compose.yml").read_text())
+    test = compose["services"]["steadydancer"]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    return list(test[1:])
+
+
+def wait(name: str, predicate: str, seconds: float = 60) -> dict[str, object]:
+    """Wait until `docker inspect`'s State matches: "healthy" or "exited"."""
+    deadline = time.monotonic() + seconds
+    while True:
+        state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
+        health = (state.get("Health") or {}).get("Status")
+        if (predicate == "healthy" and health == "healthy") or (
+            predicate == "exited" and state["Status"] == "exited"
+        ):
+            return dict(state)
+        if time.monotonic() > deadline:
+            logs = docker("logs", name, check=False)
+            raise AssertionError(f"{name} not {predicate}: {state}\n{logs.stdout}{logs.stderr}")
+        time.sleep(0.5)
+
+
+def host_port(name: str, port: int) -> int:
+    return int(docker("port", name, f"{port}/tcp").stdout.split(":")[-1])

@@ -5,6 +5,7 @@ the patch's pin, and how the build installs both."""
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import subprocess
 from pathlib import Path
@@ -233,3 +234,15 @@ def test_the_pack_folder_holds_only_the_pack() -> None:
         "draw.py",
         "pack.py",
     ]
+
+
+def test_an_unreadable_checkpoint_is_named_with_the_way_out(tmp_path: Path) -> None:
+    """An empty file fails inside torch.load as it fails inside pickle: EOFError."""
+    checkpoint = tmp_path / "yolox.pth"
+    checkpoint.write_bytes(b"")
+    with pytest.raises(RuntimeError) as raised, detect.readable(checkpoint, "yolox-l"):
+        pickle.load(checkpoint.open("rb"))
+    assert str(raised.value) == (
+        f"{checkpoint} (0 bytes) is not a readable checkpoint (EOFError: Ran out of input): "
+        "delete it and fetch it again (catalog file yolox-l)"
+    )

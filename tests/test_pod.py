@@ -23,11 +23,10 @@ from steadydancer import smoke
 from tests import pod_image
 from tests.dagger_offline import REPO
 from tests.hub_server import Hub, serve
-from tests.pod_image import docker
+from tests.pod_image import CPU, compose_healthcheck, docker, host_port, wait
 
 # The pod image is made from Debian's and PyPI's packages on its first run.
 pytestmark = [pytest.mark.docker, pytest.mark.network]
-CPU = ["-e", "STEADYDANCER_ALLOW_CPU=true", "-e", "ENABLE_STEADYDANCER=false"]
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +48,6 @@ def names() -> Iterator[list[str]]:
         docker("volume", "rm", "-f", name, check=False)
 
 
-def compose_healthcheck() -> list[str]:
-    """The healthcheck the shipped compose file gives the image."""
-    compose = yaml.safe_load((REPO / "docker" / "docker-compose.yml").read_text())
-    test = compose["services"]["steadydancer"]["healthcheck"]["test"]
-    assert test[0] == "CMD"
-    return list(test[1:])
-
-
 def start(pod: str, names: list[str], *args: str) -> str:
     name = f"steadydancer-test-{uuid.uuid4().hex[:8]}"
     names.append(name)
@@ -66,26 +57,6 @@ def start(pod: str, names: list[str], *args: str) -> str:
         *args, pod,
     )  # fmt: skip
     return name
-
-
-def wait(name: str, predicate: str, seconds: float = 60) -> dict[str, object]:
-    """Wait until `docker inspect`'s State matches: "healthy" or "exited"."""
-    deadline = time.monotonic() + seconds
-    while True:
-        state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
-        health = (state.get("Health") or {}).get("Status")
-        if (predicate == "healthy" and health == "healthy") or (
-            predicate == "exited" and state["Status"] == "exited"
-        ):
-            return dict(state)
-        if time.monotonic() > deadline:
-            logs = docker("logs", name, check=False)
-            raise AssertionError(f"{name} not {predicate}: {state}\n{logs.stdout}{logs.stderr}")
-        time.sleep(0.5)
-
-
-def host_port(name: str, port: int) -> int:
-    return int(docker("port", name, f"{port}/tcp").stdout.split(":")[-1])
 
 
 def volume_tree(pod: str, volume: str) -> str:

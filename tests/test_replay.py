@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagger import dag
+from steadydancer import smoke
 
-from ci import pins, replay
+from ci import image, pins, replay
+from ci.options import BuildOptions
 from tests import pod_image
-from tests.dagger_offline import REPO
+from tests.conftest import PLANS
+from tests.dagger_offline import REPO, ops
 
 
 def run(chain, tmp_path: Path) -> replay.Report:
@@ -192,21 +198,35 @@ def run_host(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-@pytest.mark.replay
-@pytest.mark.network
-@pytest.mark.docker
-def test_the_fp8_image_chain_replays_in_a_container_at_the_images_own_paths(
-    tmp_path: Path,
-) -> None:
-    """In a container from the pod tests' Debian base: the chain's apt-get runs for real, the
-    venv is /opt/venv, the tools /opt/steadydancer-tools, the user root, as in the image.
+@dataclass
+class Replayed:
+    """The container the chain was replayed in, and how to run commands there."""
+
+    name: str
+    out: Path
+    trees: str | None
+
+    def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        settings = [f"--env={key}={value}" for key, value in env.items()]
+        return subprocess.run(
+            ["docker", "exec", *settings, self.name, *argv],
+            capture_output=True, text=True, check=False, timeout=3600,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def replayed_in_container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
+    """The fp8 chain (xformers branch) replayed with --in-place in a container from the pod
+    tests' Debian base.
 
     Debian's Python 3.11 stands in for the image's exact-patch one (so its headers come from
     python3-dev, for the mmcv build on a cold cache); this repository, its dev environment
-    and the replay's caches are mounted at their host paths."""
+    and the replay's caches are mounted at their host paths, apt's archives on a cache of
+    their own."""
     reason = pod_image.docker_unavailable()
     if reason:
         pytest.skip(reason)
+    out = tmp_path_factory.mktemp("replayed")
     base = pod_image.base_image()
     site = Path(sysconfig.get_paths()["purelib"])
     uv = Path(replay.pinned_uv()).resolve()
@@ -220,55 +240,123 @@ def test_the_fp8_image_chain_replays_in_a_container_at_the_images_own_paths(
         f"{uv}:/host-tools/uv:ro",
         f"{caches}:{caches}",
         f"{apt_archives}:/var/cache/apt/archives",
-        f"{tmp_path}:/out",
+        f"{out}:/out",
     ]
     argv = ["--in-place", "--root", "/out", "--report", "/out/steps.json"]
     trees = os.environ.get("STEADYDANCER_REPLAY_TREES")
     if trees:
         mounts.append(f"{trees}:{trees}:ro")
         argv += ["--trees", trees, "--boot"]
-    name = f"steadydancer-replay-{uuid.uuid4().hex[:8]}"
+    replayed = Replayed(f"steadydancer-replay-{uuid.uuid4().hex[:8]}", out, trees)
     pod_image.docker(
-        "run", "-d", "--name", name, *(f"--volume={m}" for m in mounts),
+        "run", "-d", "--name", replayed.name, *(f"--volume={m}" for m in mounts),
         "-e", f"XDG_CACHE_HOME={caches.parent}", base, "sleep", "infinity",
     )  # fmt: skip
-    tools_path = "/host-tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-    def run_in(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        settings = [f"--env={key}={value}" for key, value in env.items()]
-        return subprocess.run(
-            ["docker", "exec", *settings, name, *argv],
-            capture_output=True, text=True, check=False, timeout=3600,
-        )  # fmt: skip
-
     try:
-        headers = run_in(
+        headers = replayed.run(
             ["sh", "-c", "apt-get update -qq && apt-get install -y -qq python3-dev"], {}
         )
         assert headers.returncode == 0, headers.stderr[-2000:]
-        python_path = f"{site}:{REPO}:{REPO / 'docker'}"
-        replayed = run_in(
+        tools_path = "/host-tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        result = replayed.run(
             ["python3", "-m", "ci.replay", *argv],
-            {"PYTHONPATH": python_path, "PATH": tools_path, "HOME": "/root"},
+            {
+                "PYTHONPATH": f"{site}:{REPO}:{REPO / 'docker'}",
+                "PATH": tools_path,
+                "HOME": "/root",
+            },
         )
-        assert replayed.returncode == 0, (replayed.stdout[-3000:], replayed.stderr[-3000:])
-        check_replayed(tmp_path / "steps.json", Path("/opt/venv"), run_in)
-        steps = json.loads((tmp_path / "steps.json").read_text())
-        system = [s for s in steps if s["detail"].startswith(("apt-get", "find /etc/ssh"))]
-        assert system and {s["outcome"] for s in system} == {"ran"}
-        image_paths = run_in(
-            ["sh", "-c", "id -un; readlink -f /opt/venv/bin/python; ls /opt/steadydancer-tools;"
-             " /usr/local/bin/uv --version; command -v ffmpeg tini git"],
-            {},
-        )  # fmt: skip
-        lines = image_paths.stdout.split()
-        assert lines[0] == "root"
-        assert lines[1].startswith("/usr/bin/python3")
-        assert "import_check.py" in lines
-        assert f"uv {pins.UV_VERSION}" in image_paths.stdout
-        assert {"/usr/bin/ffmpeg", "/usr/bin/tini", "/usr/bin/git"} <= set(lines)
+        (out / "replay.log").write_text(result.stdout + result.stderr)
+        assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+        yield replayed
     finally:
-        pod_image.docker("rm", "-f", name, check=False, timeout=300)
+        pod_image.docker("rm", "-f", replayed.name, check=False, timeout=300)
+
+
+@pytest.mark.replay
+@pytest.mark.network
+@pytest.mark.docker
+def test_the_fp8_image_chain_replays_in_a_container_at_the_images_own_paths(
+    replayed_in_container: Replayed,
+) -> None:
+    """The chain's apt-get runs for real; the venv is /opt/venv, the tools
+    /opt/steadydancer-tools, the user root, as in the image."""
+    replayed = replayed_in_container
+    check_replayed(replayed.out / "steps.json", Path("/opt/venv"), replayed.run)
+    steps = json.loads((replayed.out / "steps.json").read_text())
+    system = [s for s in steps if s["detail"].startswith(("apt-get", "find /etc/ssh"))]
+    assert system and {s["outcome"] for s in system} == {"ran"}
+    image_paths = replayed.run(
+        ["sh", "-c", "id -un; readlink -f /opt/venv/bin/python; ls /opt/steadydancer-tools;"
+         " /usr/local/bin/uv --version; command -v ffmpeg tini git"],
+        {},
+    )  # fmt: skip
+    lines = image_paths.stdout.split()
+    assert lines[0] == "root"
+    assert lines[1].startswith("/usr/bin/python3")
+    assert "import_check.py" in lines
+    assert f"uv {pins.UV_VERSION}" in image_paths.stdout
+    assert {"/usr/bin/ffmpeg", "/usr/bin/tini", "/usr/bin/git"} <= set(lines)
+
+
+def image_env(chain: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """The environment the chain leaves, ${NAME} expanded as the engine does."""
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    for name, args in chain:
+        if name == "withEnvVariable":
+            value = str(args["value"])
+            if args.get("expand"):
+                value = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), value)
+            env[args["name"]] = value
+    return env
+
+
+@pytest.mark.replay
+@pytest.mark.network
+@pytest.mark.docker
+def test_the_replayed_image_serves_the_pinned_comfyui_as_a_pod(
+    replayed_in_container: Replayed, tmp_path: Path
+) -> None:
+    """The replayed container committed with the chain's environment, entrypoint, working
+    folder, port and labels, then run as the pod tests run theirs: healthy by the compose
+    file's healthcheck, and the smoke client's cpu-smoke made through the published port by
+    the pinned ComfyUI itself, on CPU. Needs the trees (GitHub only)."""
+    replayed = replayed_in_container
+    if not replayed.trees:
+        pytest.skip("STEADYDANCER_REPLAY_TREES names no trees at the pins: ComfyUI is on GitHub")
+    spec = pod_image.runtime_spec()
+    ctr = image.image(BuildOptions.parse("fp8", pins.DEFAULT_PROFILE, "auto"), PLANS["xformers"])
+    changes = [
+        *(f"ENV {name}={json.dumps(value)}" for name, value in image_env(ops(ctr)).items()),
+        *(f"LABEL {name}={json.dumps(value)}" for name, value in spec["labels"].items()),
+        *(f"EXPOSE {port}" for port in spec["ports"]),
+        f"WORKDIR {spec['workdir']}",
+        f"ENTRYPOINT {json.dumps(spec['entrypoint'])}",
+        "CMD []",
+    ]
+    tag = f"steadydancer-test-replayed:{uuid.uuid4().hex[:8]}"
+    pod_image.docker(
+        "commit", *(f"--change={change}" for change in changes), replayed.name, tag,
+        timeout=1800,
+    )  # fmt: skip
+    pod = f"steadydancer-test-{uuid.uuid4().hex[:8]}"
+    volume = f"steadydancer-test-volume-{uuid.uuid4().hex[:8]}"
+    try:
+        healthcheck = " ".join(pod_image.compose_healthcheck())
+        pod_image.docker(
+            "run", "-d", "--name", pod, "--health-cmd", healthcheck, "--health-interval", "2s",
+            "-p", "127.0.0.1::8188", "-v", f"{volume}:/workspace", *pod_image.CPU, tag,
+        )  # fmt: skip
+        pod_image.wait(pod, "healthy", seconds=600)
+        url = f"http://127.0.0.1:{pod_image.host_port(pod, 8188)}"
+        report = smoke.run(url, "cpu-smoke", "generate", "fp8", None, [], tmp_path, 60, 300)
+        assert report.status == "passed" and report.outputs[0]["frames"] == 8
+        logs = pod_image.docker("logs", pod).stdout
+        assert "IMPORT FAILED" not in logs
+    finally:
+        pod_image.docker("rm", "-f", "-v", pod, check=False, timeout=300)
+        pod_image.docker("volume", "rm", "-f", volume, check=False)
+        pod_image.docker("rmi", "-f", tag, check=False, timeout=600)
 
 
 Runner = Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]

@@ -92,12 +92,22 @@ def test_a_missing_model_file_is_named_with_its_folder(tmp_path: Path) -> None:
     assert "the model file is not in ComfyUI's models folder" in raised.value.message
 
 
-def test_the_dance_workflow_was_accepted_by_the_real_server() -> None:
-    cassette = load("comfyui-steadydancer-dance-placeholders.json")
+@pytest.mark.parametrize("workflow", ["dance", "official", "pose"])
+def test_the_steadydancer_workflows_were_accepted_by_the_real_server(workflow: str) -> None:
+    """The official workflow's recording is of the replayed image's ComfyUI (ci.replay --boot),
+    with this repository's pack and the patched wrapper."""
+    cassette = load(f"comfyui-steadydancer-{workflow}-placeholders.json")
     (accepted,) = cassette["POST /prompt"]
     assert accepted["status"] == 200 and accepted["json"]["node_errors"] == {}
-    (pose_accepted,) = load("comfyui-steadydancer-pose-placeholders.json")["POST /prompt"]
-    assert pose_accepted["status"] == 200 and pose_accepted["json"]["node_errors"] == {}
+
+
+def test_the_official_workflow_fails_at_the_first_placeholder_model(tmp_path: Path) -> None:
+    with replaying(load("comfyui-steadydancer-official-placeholders.json")) as (url, _):
+        with pytest.raises(smoke.SmokeError) as raised:
+            run(url, tmp_path, "steadydancer-official", sets=["frames=9"])
+    assert raised.value.stage == "generate"
+    assert "WanVideoVAELoader" in raised.value.message
+    assert "header too small" in raised.value.message
 
 
 def test_a_server_that_never_answers_fails_at_the_deadline(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 tests/data/object_info.json is GET /object_info of ComfyUI and the four node
 packs at the commits in ci/pins.py, on torch 2.5.1 with the constraints of
-ci/pins.py, run on CPU (README, "Recording ComfyUI"). Every workflow is checked
-as rendered, for each variant and attention branch.
+ci/pins.py, run on CPU, with this repository's pack's classes from the replayed
+image's boot (README, "Capturing object_info"). Every workflow is checked as
+rendered, for each variant and attention branch.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ catalog's checkpoints; torch, mmdet and mmpose are imported only when a detector
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -79,6 +82,20 @@ def resized(frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
 
 
+@contextmanager
+def readable(checkpoint: Path, catalog_key: str) -> Iterator[None]:
+    """A checkpoint that is truncated or not one (torch.load fails deep inside) named, with
+    the way out."""
+    try:
+        yield
+    except (EOFError, RuntimeError, pickle.UnpicklingError, KeyError) as exc:
+        raise RuntimeError(
+            f"{checkpoint} ({checkpoint.stat().st_size} bytes) is not a readable checkpoint "
+            f"({type(exc).__name__}: {exc}): delete it and fetch it again (catalog file "
+            f"{catalog_key})"
+        ) from exc
+
+
 @dataclass
 class Detector:
     detector: Any
@@ -97,11 +114,14 @@ class Detector:
                 f"the official pose detector needs {', '.join(missing)}: build the image with "
                 "its models or let the entrypoint fetch them (catalog files yolox-l, dwpose-l)"
             )
-        detector_config = config_path(*DETECTOR_CONFIG)
-        detector = init_detector(detector_config, str(checkpoints[0]), device=device)
+        with readable(checkpoints[0], "yolox-l"):
+            detector = init_detector(
+                config_path(*DETECTOR_CONFIG), str(checkpoints[0]), device=device
+            )
         # mmdet's test pipeline named in mmdet's scope, as mmpose's own demos do.
         detector.cfg = adapt_mmdet_pipeline(detector.cfg)
-        pose_model = init_model(config_path(*POSE_CONFIG), str(checkpoints[1]), device=device)
+        with readable(checkpoints[1], "dwpose-l"):
+            pose_model = init_model(config_path(*POSE_CONFIG), str(checkpoints[1]), device=device)
         return cls(detector, pose_model)
 
     def people(self, frame: NDArray[np.uint8]) -> NDArray[np.float32]:
