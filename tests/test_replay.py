@@ -214,6 +214,23 @@ class Replayed:
         )  # fmt: skip
 
 
+def host_network() -> tuple[list[str], dict[str, str]]:
+    """The host's certificate and proxy settings for the container, as the replay takes them
+    for the engine's: files and folders they name mounted under /host-network (apt's own
+    ca-certificates owns /etc/ssl in the container)."""
+    mounts: dict[str, str] = {}
+    env = {}
+    for name, value in sorted(os.environ.items()):
+        if not re.search(r"SSL|CERT|CA_BUNDLE|PROXY", name, re.IGNORECASE):
+            continue
+        if value.startswith("/") and Path(value).exists():
+            if value not in mounts:
+                mounts[value] = f"/host-network/{len(mounts)}-{Path(value).name}"
+            value = mounts[value]
+        env[name] = value
+    return [f"{host}:{inside}:ro" for host, inside in mounts.items()], env
+
+
 @pytest.fixture(scope="module")
 def replayed_in_container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
     """The fp8 chain (xformers branch) replayed with --in-place in a container from the pod
@@ -247,9 +264,12 @@ def replayed_in_container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     if trees:
         mounts.append(f"{trees}:{trees}:ro")
         argv += ["--trees", trees, "--boot"]
+    network_mounts, network_env = host_network()
     replayed = Replayed(f"steadydancer-replay-{uuid.uuid4().hex[:8]}", out, trees)
     pod_image.docker(
-        "run", "-d", "--name", replayed.name, *(f"--volume={m}" for m in mounts),
+        "run", "-d", "--name", replayed.name,
+        *(f"--volume={m}" for m in [*mounts, *network_mounts]),
+        *(f"--env={name}={value}" for name, value in network_env.items()),
         "-e", f"XDG_CACHE_HOME={caches.parent}", base, "sleep", "infinity",
     )  # fmt: skip
     try:
@@ -284,11 +304,13 @@ def test_the_fp8_image_chain_replays_in_a_container_at_the_images_own_paths(
     replayed = replayed_in_container
     check_replayed(replayed.out / "steps.json", Path("/opt/venv"), replayed.run)
     steps = json.loads((replayed.out / "steps.json").read_text())
-    system = [s for s in steps if s["detail"].startswith(("apt-get", "find /etc/ssh"))]
-    assert system and {s["outcome"] for s in system} == {"ran"}
+    # The image's own system commands ran; the builder's container keeps skipping its apt.
+    ran = [s["detail"] for s in steps if s["outcome"] == "ran"]
+    for command in ("apt-get install", "find /etc/ssh", "rm -f /etc/apt"):
+        assert any(detail.startswith(command) for detail in ran), command
     image_paths = replayed.run(
         ["sh", "-c", "id -un; readlink -f /opt/venv/bin/python; ls /opt/steadydancer-tools;"
-         " /usr/local/bin/uv --version; command -v ffmpeg tini git"],
+         " /usr/local/bin/uv --version; for c in ffmpeg tini git; do command -v $c; done"],
         {},
     )  # fmt: skip
     lines = image_paths.stdout.split()
