@@ -2,7 +2,7 @@
 
 The ONNX route's side runs WanAnimatePreprocess's own code from its pinned tree (GitHub only)
 with opencv and matplotlib, which the image has and this test environment does not; its
-measured output is bench/results/pose-routes.json.
+measured output is bench/comparisons/pose-routes.json.
 """
 
 from __future__ import annotations
