@@ -63,6 +63,28 @@ def source_workflows() -> Path:
     return Path(__file__).resolve().parents[1] / "workflows"
 
 
+DANCE_OWN = {"frames", "width", "height", "steps", "seed", "prompt"}
+"""Workflow parameters `dance` takes as arguments of its own (and the two files)."""
+
+
+def extra_values(workflow: workflows.Workflow, pairs: list[str]) -> dict[str, object]:
+    """`--set NAME=VALUE` pairs as typed values; one `dance` takes itself is refused by name."""
+    from steadydancer import smoke
+
+    try:
+        extra = smoke.parse_sets(pairs, workflow)
+    except smoke.SmokeError as exc:
+        raise InputError(exc.message) from None
+    own = sorted(set(extra) & (DANCE_OWN | {"reference_image", "driving_video"}))
+    if own:
+        raise InputError(
+            f"--set {', '.join(own)}: give {'it' if len(own) == 1 else 'them'} with dance's own "
+            "arguments (--frames, --width, --height, --steps, --seed, --prompt, --reference, "
+            "--driving)"
+        )
+    return extra
+
+
 def attention_probe() -> Probe:
     """Where the attention choice asks its questions; tests point it at local peers."""
     return EngineProbe()
@@ -333,6 +355,13 @@ class SteadyDancer:
         steps: Steps = 4,
         seed: Annotated[int, Doc("sampling seed")] = 42,
         prompt: Annotated[str, Doc("what the clip shows, in words")] = "",
+        set_: Annotated[
+            list[str] | None,
+            Doc(
+                "another workflow parameter, NAME=VALUE (repeatable), e.g. cfg=5 or "
+                "lora_strength=0 for steadydancer-official"
+            ),
+        ] = None,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
         bake_models: BakeModels = True,
@@ -350,7 +379,9 @@ class SteadyDancer:
             }  # fmt: skip
             if prompt:
                 values["prompt"] = prompt
-            workflows.check_values(workflows.load(workflow, source_workflows()), values)
+            loaded = workflows.load(workflow, source_workflows())
+            values.update(extra_values(loaded, set_ or []))
+            workflows.check_values(loaded, values)
         sets = [f"{name}={value}" for name, value in values.items()]
         inputs = {
             "reference_image": (await reference.name(), reference),

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from dagger import dag
 from PIL import Image
-from steadydancer import synthetic
+from steadydancer import synthetic, workflows
 
-from ci import image
+from ci import image, main
 from ci import smoke_test as on_engine
-from ci.options import BuildOptions
+from ci.options import BuildOptions, InputError
 from tests.conftest import PLANS
 from tests.dagger_offline import execs, ops, render
 
@@ -122,3 +122,18 @@ def test_bad_files_are_refused_by_name(
     assert result.returncode == 1
     assert f"--set reference_image={reference}: {message}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_other_parameters_are_typed_and_the_functions_own_are_refused() -> None:
+    official = workflows.load("steadydancer-official")
+    assert main.extra_values(official, ["cfg=5", "lora_strength=0", "pose_seed=3"]) == {
+        "cfg": 5.0,
+        "lora_strength": 0.0,
+        "pose_seed": 3,
+    }
+    with pytest.raises(InputError, match=r"^--set steps: give it with dance's own arguments"):
+        main.extra_values(official, ["steps=40"])
+    with pytest.raises(InputError, match=r"^unknown parameter 'cfg' for steadydancer-dance"):
+        main.extra_values(workflows.load("steadydancer-dance"), ["cfg=5"])
+    with pytest.raises(InputError, match=r"^--set cfg=high: cfg must be float"):
+        main.extra_values(official, ["cfg=high"])
