@@ -125,6 +125,11 @@ def people(frames: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return reference, driving
 
 
+def openpose(points: NDArray[np.float64]) -> Pose:
+    """One person's 133 points (x, y, score) in pixels as the official detector hands them on."""
+    return to_openpose(points[:, :2], points[:, 2], WIDTH, HEIGHT)
+
+
 def load_pack(tree: Path) -> types.ModuleType:
     """The pack's folder as a package, without its __init__ (which needs a running ComfyUI)."""
     package = types.ModuleType("wananimate")
@@ -171,10 +176,6 @@ def official_route(
 ) -> tuple[list[Pose], NDArray[np.uint8], NDArray[np.uint8]]:
     """This image's nodes: points to OpenPose, aligned to the reference, drawn; and drawn
     without the face."""
-
-    def openpose(points: NDArray[np.float64]) -> Pose:
-        return to_openpose(points[:, :2], points[:, 2], WIDTH, HEIGHT)
-
     aligned = pose_align.align(
         openpose(reference), WIDTH / HEIGHT, [openpose(p) for p in driving], WIDTH / HEIGHT
     )
@@ -200,22 +201,25 @@ def drawn(frames: NDArray[np.uint8]) -> NDArray[np.bool_]:
 
 def report(frames: int, tree: Path) -> tuple[dict[str, Any], NDArray[np.uint8]]:
     reference, driving = people(frames)
-    reference_body = to_openpose(reference[:, :2], reference[:, 2], WIDTH, HEIGHT).body
-    driving_body = to_openpose(driving[0, :, :2], driving[0, :, 2], WIDTH, HEIGHT).body
+    reference_pose = openpose(reference)
+    reference_body = reference_pose.body
     onnx_bodies, onnx_frames, onnx_faceless = onnx_route(tree, reference, driving)
     official_poses, official_frames, official_faceless = official_route(reference, driving)
     onnx_painted, official_painted = drawn(onnx_frames), drawn(official_frames)
     arm = [6, 7]  # OpenPose's left elbow and wrist: the doubtful points
 
     def route(
-        bodies: list[NDArray[np.float64]], frames: NDArray[np.uint8], faceless: NDArray[np.uint8]
+        bodies: list[NDArray[np.float64]],
+        frames: NDArray[np.uint8],
+        painted: NDArray[np.bool_],
+        faceless: NDArray[np.uint8],
     ) -> dict[str, Any]:
         necks = [(body[1] - reference_body[1]) * (WIDTH, HEIGHT) for body in bodies]
         return {
             "neck_offset_px": [[round(float(v), 2) for v in neck] for neck in necks],
             "bone_ratio_frame0": bone_ratios(bodies[0], reference_body),
             "doubtful_left_arm_kept": [bool((body[arm] >= 0).all()) for body in bodies],
-            "painted_share": [round(float(frame.mean()), 4) for frame in drawn(frames)],
+            "painted_share": [round(float(frame.mean()), 4) for frame in painted],
             "face_pixels": [
                 int((a != b).any(axis=-1).sum()) for a, b in zip(frames, faceless, strict=True)
             ],
@@ -229,17 +233,20 @@ def report(frames: int, tree: Path) -> tuple[dict[str, Any], NDArray[np.uint8]]:
         "command": shlex.join(["python", "-m", "bench.pose_routes", *sys.argv[1:]]),
         "size": [WIDTH, HEIGHT],
         "frames": frames,
-        "reference_bone_over_driving_frame0": bone_ratios(reference_body, driving_body),
+        "reference_bone_over_driving_frame0": bone_ratios(
+            reference_body, openpose(driving[0]).body
+        ),
         "doubtful_score": UNSURE,
-        "onnx": route(onnx_bodies, onnx_frames, onnx_faceless),
+        "onnx": route(onnx_bodies, onnx_frames, onnx_painted, onnx_faceless),
         "official": route(
-            [pose.body for pose in official_poses], official_frames, official_faceless
+            [pose.body for pose in official_poses],
+            official_frames,
+            official_painted,
+            official_faceless,
         ),
         "drawing_iou": overlap,
     }
-    reference_frame = draw_poses(
-        [to_openpose(reference[:, :2], reference[:, 2], WIDTH, HEIGHT)], WIDTH, HEIGHT
-    )[0]
+    reference_frame = draw_poses([reference_pose], WIDTH, HEIGHT)[0]
     picked = sorted({0, frames // 2, frames - 1})
     rows_out = [
         np.concatenate([reference_frame, *(onnx_frames[i] for i in picked)], axis=1),

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ from ci.lock import LockError
 REPO = Path(__file__).resolve().parents[1]
 CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steadydancer-replay"
 OBJECT_INFO = REPO / "tests" / "data" / "object_info.json"
+NETWORK_SETTINGS = re.compile(r"SSL|CERT|CA_BUNDLE|PROXY", re.IGNORECASE)
+"""Variables naming the host's certificates and proxies, which stand in for the engine's."""
 CONTAINER_MARK = Path("/.dockerenv")
 """Docker's mark of a container's root: --in-place runs only where it is."""
 MAPPED = ("/opt", "/tmp/steadydancer-", "/wheel-cache", "/dist", "/usr/local/bin/uv")
@@ -96,6 +99,11 @@ class Report:
         return f"{ran} command(s) run ({adapted} adapted), {skipped} skipped, {seconds:.0f} s"
 
 
+def expanded(value: str, env: Mapping[str, str]) -> str:
+    """${NAME} replaced by its value in `env` (empty when unset), as the engine expands."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), value)
+
+
 def selections(obj: Any) -> list[Any]:
     return list(obj._ctx.selections)
 
@@ -108,16 +116,16 @@ def short(args: list[str], limit: int = 160) -> str:
 class Replay:
     """Execute one Container's chain under `root`."""
 
-    def __init__(self, root: Path, report: Report, trees: Path | None, uv: str) -> None:
+    def __init__(
+        self, root: Path, report: Report, trees: Path | None, uv: str, logs: Path | None = None
+    ) -> None:
         self.root = root
         self.report = report
         self.trees = trees
         self.uv = uv
         # The host's network settings (certificates, proxies) stand in for the engine's.
         self.env: dict[str, str] = {
-            name: value
-            for name, value in os.environ.items()
-            if re.search(r"SSL|CERT|CA_BUNDLE|PROXY", name, re.IGNORECASE)
+            name: value for name, value in os.environ.items() if NETWORK_SETTINGS.search(name)
         }
         self.env.update(
             PATH=os.environ.get("PATH", "/usr/bin:/bin"),
@@ -131,7 +139,8 @@ class Replay:
         self.nested = 0
         self.in_place = root == Path("/")
         """At the image's own paths, in a throwaway container: system commands run too."""
-        self.logs = Path(tempfile.gettempdir()) if self.in_place else root
+        self.logs = logs or root
+        """Where the boot writes ComfyUI's log."""
         self.mounted: set[str] = set()
         """Image paths this replay mounted: the only ones withoutMount may remove."""
 
@@ -238,7 +247,7 @@ class Replay:
     def op_withEnvVariable(self, args: dict[str, Any], label: str) -> None:
         value = self.map_text(str(args["value"]))
         if args.get("expand"):
-            value = re.sub(r"\$\{(\w+)\}", lambda m: self.env.get(m.group(1), ""), value)
+            value = expanded(value, self.env)
         self.env[args["name"]] = value
 
     def op_withWorkdir(self, args: dict[str, Any], label: str) -> None:
@@ -486,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root or Path(tempfile.mkdtemp(prefix="steadydancer-replay-"))
     report = Report()
     image_root = Path("/") if args.in_place else root / "image"
-    replay = Replay(image_root, report, args.trees, pinned_uv())
+    replay = Replay(image_root, report, args.trees, pinned_uv(), logs=root)
     status = 0
     try:
         replay.run(selections(build_container(args.variant, args.profile, args.attention)))

@@ -18,7 +18,7 @@ def test_the_driving_person_is_built_differently_and_waves() -> None:
     assert reference.shape == (133, 3) and driving.shape == (5, 133, 3)
     ratios = pose_routes.bone_ratios(
         pose_routes.official_route(reference, driving[:1])[0][0].body,
-        pose_routes.to_openpose(driving[0, :, :2], driving[0, :, 2], 480, 832).body,
+        pose_routes.openpose(driving[0]).body,
     )
     assert ratios["shoulders"] > 1.5  # the reference is broader
     left_wrist_height = driving[:, 9, 1]
@@ -28,7 +28,7 @@ def test_the_driving_person_is_built_differently_and_waves() -> None:
 
 def test_the_official_route_gives_every_frame_the_reference_body_and_draws_no_face() -> None:
     reference, driving = pose_routes.people(4)
-    reference_body = pose_routes.to_openpose(reference[:, :2], reference[:, 2], 480, 832).body
+    reference_body = pose_routes.openpose(reference).body
     poses, frames, faceless = pose_routes.official_route(reference, driving)
     assert len(poses) == 4 and frames.shape == (4, 832, 480, 3)
     assert pose_routes.bone_ratios(poses[0].body, reference_body) == pytest.approx(

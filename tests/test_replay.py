@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sysconfig
@@ -221,7 +220,7 @@ def host_network() -> tuple[list[str], dict[str, str]]:
     mounts: dict[str, str] = {}
     env = {}
     for name, value in sorted(os.environ.items()):
-        if not re.search(r"SSL|CERT|CA_BUNDLE|PROXY", name, re.IGNORECASE):
+        if not replay.NETWORK_SETTINGS.search(name):
             continue
         if value.startswith("/") and Path(value).exists():
             if value not in mounts:
@@ -328,7 +327,7 @@ def image_env(chain: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
         if name == "withEnvVariable":
             value = str(args["value"])
             if args.get("expand"):
-                value = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), value)
+                value = replay.expanded(value, env)
             env[args["name"]] = value
     return env
 
