@@ -6,16 +6,25 @@ hashes. ci/locks/requirements/ holds each pinned tree's requirements.txt, the in
 of that resolution. mmcv (compiled in the build) and the flash-attn release wheel
 are not on the index; they are pinned by version, the wheel also by its sha256.
 
-A lock is reproducible: it is resolved with uv's --exclude-newer at a cutoff recorded
-in its header, so checking it later asks PyPI the same question and gets the same
-answer whatever has been published since. Moving the cutoff is a deliberate step
-(--upgrade), which prints every package that changed.
+A lock is checked against what the repository holds, never against an index: its header
+records the uv version, the cutoff, the platform, each pinned tree's commit and a digest
+of every input of the resolution (the pinned roots, constraints, overrides and the
+requirements copies), and `--check` compares those with what the repository gives now,
+that every entry carries hashes and that the lock satisfies every pin. Files addressed by
+hash do not change, so a lock that passes stays installable whatever an index publishes.
+
+An index does change under a lock, even at a fixed --exclude-newer cutoff: mirrors fill in
+late, caches lag and files are yanked, so a file can appear with an upload time before the
+cutoff after the lock was made. That is drift, reported by `--drift` (a fresh resolution at
+the cutoff and at now, compared with the lock), never a failed gate. Moving the cutoff is a
+deliberate step (--upgrade), which prints every package that changed.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import re
 import shutil
 import subprocess
@@ -37,6 +46,8 @@ PLATFORM = "x86_64-manylinux_2_35"
 LOCK_COMMAND = "python -m ci.lock"
 FLASH_ATTN_DIGEST = "# flash-attn wheel sha256:"
 INPUT_LINE = "# input: "
+INPUTS_DIGEST = "# inputs sha256: "
+"""sha256 over every file the resolution reads (inputs_digest)."""
 CUTOFF_LINE = "# resolved by uv "
 """Followed by `<uv version> with --exclude-newer <RFC 3339 UTC time>`."""
 TARGET_ENVIRONMENT = {
@@ -145,6 +156,8 @@ class Lock:
     cutoff: str | None = None
     """uv's --exclude-newer for this lock: nothing published later takes part."""
     uv_version: str | None = None
+    header: str = ""
+    """The comment lines before the first entry, as written."""
 
     @classmethod
     def parse(cls, profile: str, text: str) -> Lock:
@@ -155,8 +168,11 @@ class Lock:
         inputs: dict[str, str] = {}
         current = ""
         digest = cutoff = uv_version = None
+        head: list[str] = []
         for line in text.splitlines():
             stripped = line.strip()
+            if not versions and line.startswith("#"):
+                head.append(line)
             if line.startswith(CUTOFF_LINE):
                 uv_version, _, cutoff = line.removeprefix(CUTOFF_LINE).partition(
                     " with --exclude-newer "
@@ -184,7 +200,17 @@ class Lock:
         unhashed = tuple(sorted(name for name, ok in hashed.items() if not ok))
         blocks = {name: "\n".join(lines) + "\n" for name, lines in entries.items()}
         return cls(
-            profile, text, versions, unhashed, digest, via, blocks, inputs, cutoff, uv_version
+            profile,
+            text,
+            versions,
+            unhashed,
+            digest,
+            via,
+            blocks,
+            inputs,
+            cutoff,
+            uv_version,
+            "".join(f"{line}\n" for line in head),
         )
 
     def closure(self, names: Iterable[str]) -> set[str]:
@@ -251,16 +277,88 @@ def tree_roots(lock: Lock, pin: pins.GitPin) -> list[str]:
     ]
 
 
-def header(profile: pins.Profile, cutoff: str, flash_attn_sha256: str | None = None) -> str:
+def header(
+    profile: pins.Profile,
+    cutoff: str,
+    flash_attn_sha256: str | None = None,
+    copies: dict[str, str] | None = None,
+) -> str:
+    """The lock's header; `copies` are the requirements copies it was resolved from, by tree
+    name (default: those in ci/locks/requirements/)."""
     lines = [
         f"# steady-dancer lock, profile {profile.name}: Python {pins.PYTHON_VERSION}, {PLATFORM}.",
         f"# Made by `{LOCK_COMMAND} --profile {profile.name}` (or `dagger call lock`); "
         "do not edit by hand.",
         f"{CUTOFF_LINE}{pins.UV_VERSION} with --exclude-newer {cutoff}",
         *(f"{INPUT_LINE}{pin.name} @ {pin.commit}" for pin in sources()),
+        f"{INPUTS_DIGEST}{inputs_digest(profile, copies)}",
         f"{FLASH_ATTN_DIGEST} {flash_attn_sha256 or ''}".rstrip(),
     ]
     return "\n".join(lines) + "\n"
+
+
+def inputs_digest(profile: pins.Profile, copies: dict[str, str] | None = None) -> str:
+    """sha256 over the resolution's inputs: roots, constraints, overrides, requirements copies.
+
+    Any pin or requirements change moves it, so a lock made from other inputs is told apart
+    offline, without resolving again.
+    """
+    files = dict(input_files(profile))
+    for pin in sources():
+        path = requirements_file(pin)
+        if copies is not None:
+            files[f"requirements/{pin.name}.txt"] = copies[pin.name]
+        else:
+            files[f"requirements/{pin.name}.txt"] = path.read_text() if path.is_file() else ""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{files[name]}\0".encode())
+    return digest.hexdigest()
+
+
+def problems(profile: pins.Profile) -> list[str]:
+    """Why the committed lock does not serve the repository as it is now; empty when it does.
+
+    Offline: the lock is read against the pins, the requirements copies and the uv version the
+    repository holds. An index is never asked.
+    """
+    path = lock_path(profile.name)
+    current = load(profile.name)
+    if current is None:
+        return [f"{path} is missing"]
+    found: list[str] = []
+    if current.cutoff is None:
+        found.append(f"{path} records no cutoff ({CUTOFF_LINE.strip()} ... line)")
+    else:
+        try:
+            if parse_cutoff(current.cutoff) != current.cutoff:
+                found.append(f"the cutoff {current.cutoff!r} is not a UTC time to the second")
+        except LockError as exc:
+            found.append(str(exc))
+        expected = header(profile, current.cutoff, current.flash_attn_sha256).splitlines()
+        recorded = current.header.splitlines()
+        found += [
+            f"the header has {line!r}; the repository gives {want!r}"
+            for line, want in zip(recorded, expected, strict=False)
+            if line != want
+        ]
+        if len(recorded) != len(expected):
+            found.append(
+                f"the header has {len(recorded)} lines; the repository gives {len(expected)}"
+            )
+    found += [f"{name} is pinned without hashes" for name in current.unhashed]
+    for pin in sources():
+        try:
+            tree_roots(current, pin)
+        except LockError as exc:
+            found.append(str(exc))
+    for spec in root_requirements(profile):
+        if not spec.startswith("-"):
+            try:
+                current.pin(spec)
+            except LockError as exc:
+                found.append(str(exc))
+    return found
 
 
 def input_files(profile: pins.Profile) -> dict[str, str]:
@@ -406,12 +504,55 @@ def uv_version(uv: str) -> str:
     ).stdout.split()[1]
 
 
+def report_drift(current: Lock, fresh: Lock, when: str) -> list[str]:
+    """Lines naming what a resolution `when` would change: versions first, then other files."""
+    moved = changes(current, fresh)
+    versions = [line for line in moved if "->" in line]
+    files = [line.split()[0] for line in moved if "->" not in line]
+    lines = [f"{when}: " + ("no version moves" if not versions else f"{len(versions)} move")]
+    lines += [f"  {line}" for line in versions]
+    if files:
+        lines.append(f"  same versions, other files: {', '.join(files)}")
+    return lines
+
+
+def drift(profile: pins.Profile, uv: str, strict: bool) -> int:
+    """Print what fresh resolutions at the lock's cutoff and at now would change.
+
+    A report, not a gate: 0 whatever moved, unless `strict`; 2 when no resolution could be made.
+    """
+    current = load(profile.name)
+    if current is None or current.cutoff is None:
+        print(
+            f"error: {lock_path(profile.name)} has no recorded cutoff to compare at",
+            file=sys.stderr,
+        )
+        return 2
+    moved = False
+    for label, cutoff in (("at the cutoff", current.cutoff), ("at now", now_cutoff())):
+        try:
+            fresh = Lock.parse(profile.name, resolve_locally(profile, uv, cutoff))
+        except (LockError, subprocess.CalledProcessError) as exc:
+            print(
+                f"error: cannot resolve the {profile.name} lock {label} ({cutoff}): {exc}",
+                file=sys.stderr,
+            )
+            return 2
+        lines = report_drift(current, fresh, f"{label} ({cutoff})")
+        moved = moved or any("->" in line for line in lines)
+        print(*lines, sep="\n")
+    if moved:
+        print(f"to take these: `{LOCK_COMMAND} --profile {profile.name} --upgrade`, then commit")
+    return 1 if strict and moved else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Resolve a profile's hashed lock (ci/locks/<profile>.txt) with uv, "
-        "reproducibly: as of the cutoff recorded in the lock, unless --upgrade moves it.",
-        epilog="Without --check or --upgrade, the lock is written again at its recorded "
-        "cutoff (after a pin or requirements change).",
+        description="Check or resolve a profile's hashed lock (ci/locks/<profile>.txt). "
+        "--check reads the repository only; resolving asks the index uv is given "
+        "(UV_DEFAULT_INDEX, else PyPI) as of the lock's cutoff, unless --upgrade moves it.",
+        epilog="Without --check, --drift or --upgrade, the lock is written again at its "
+        "recorded cutoff (after a pin or requirements change).",
     )
     parser.add_argument(
         "--profile",
@@ -423,14 +564,26 @@ def main(argv: list[str] | None = None) -> int:
     action.add_argument(
         "--check",
         action="store_true",
-        help="resolve at the lock's own cutoff and fail, printing the differences, "
-        "if the committed lock is not that resolution byte for byte",
+        help="offline: fail, naming each cause, unless the committed lock was made from the "
+        "repository's pins, requirements copies and uv version, hashes every entry and "
+        "satisfies every pin",
+    )
+    action.add_argument(
+        "--drift",
+        action="store_true",
+        help="report what a fresh resolution at the lock's cutoff, and at now, would change; "
+        "exits 0 whatever moved (see --strict)",
     )
     action.add_argument(
         "--upgrade",
         action="store_true",
         help="move the cutoff forward (to now, or to --exclude-newer) and print "
         "every package that changed, old -> new",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="with --drift: exit 1 when a version would move",
     )
     parser.add_argument(
         "--exclude-newer",
@@ -440,7 +593,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.exclude_newer and not args.upgrade:
         parser.error("--exclude-newer moves the cutoff: use it with --upgrade")
+    if args.strict and not args.drift:
+        parser.error("--strict is for --drift")
     profile = pins.PROFILES[args.profile]
+    path = lock_path(profile.name)
+    if args.check:
+        found = problems(profile)
+        if not found:
+            current = load(profile.name)
+            assert current is not None
+            print(
+                f"{path} serves the repository's pins (uv {current.uv_version}, "
+                f"--exclude-newer {current.cutoff}, {len(current.versions)} packages hashed)"
+            )
+            return 0
+        print(
+            f"{path} does not serve the repository as it is:", *found, sep="\n  ", file=sys.stderr
+        )
+        print(f"run `{LOCK_COMMAND} --profile {profile.name}` and commit it", file=sys.stderr)
+        return 1
     uv = find_uv()
     if uv is None:
         print("error: uv is not installed (pip install -e '.[dev]')", file=sys.stderr)
@@ -452,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    path = lock_path(profile.name)
+    if args.drift:
+        return drift(profile, uv, args.strict)
     current = load(profile.name)
     try:
         if args.upgrade:
@@ -464,20 +636,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot resolve the {profile.name} lock: {exc}", file=sys.stderr)
         return 1
     moved = changes(current, Lock.parse(profile.name, fresh))
-    if args.check:
-        if current is not None and current.text == fresh:
-            print(f"{path} is current (uv {pins.UV_VERSION}, --exclude-newer {cutoff})")
-            return 0
-        print(
-            f"{path} is not what uv resolves at its cutoff {cutoff}:",
-            *moved,
-            sep="\n  ",
-            file=sys.stderr,
-        )
-        if not moved:
-            print("  (same packages and files; the header or order differs)", file=sys.stderr)
-        print(f"run `{LOCK_COMMAND} --profile {profile.name}` and commit it", file=sys.stderr)
-        return 1
     path.write_text(fresh)
     from ci import sizes  # plan's size model reads what the lock names
 

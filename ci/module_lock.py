@@ -8,6 +8,12 @@ time the module's source changes. uv.lock is resolved as of the cutoff in pyproj
 PyPI the same question whatever has been published since; `environments` limits it to the
 Python the module runs on (.python-version).
 
+`--check` asks no index: the engine's uv confirms offline (`uv lock --locked --offline`) that
+uv.lock answers pyproject.toml as it is, and the lock's cutoff, declared dependencies and hashes
+are read against the repository. `--drift` resolves afresh at the cutoff and at now and reports
+what would move, without failing (an index shows files late, so a resolution at a fixed cutoff
+still changes where the lock is read).
+
 Locking needs sdk/ as the engine vendors it. `dagger develop` writes it; without an engine it is
 made here from the dagger-io release's sdist (same pyproject and sources as the engine's copy,
 which is versioned 0.0.0) and the SDK workspace's `codegen` member, which the lock records by
@@ -17,7 +23,9 @@ path only. uv has no command that fetches one sdist by hash, hence the few lines
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -28,14 +36,17 @@ import tomllib
 from pathlib import Path
 
 import httpx
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ci import pins
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "uv.lock"
 PYPROJECT = REPO / "pyproject.toml"
+NAME = "steady-dancer"
 SIMPLE_INDEX = "https://pypi.org/simple"
-CACHE = Path.home() / ".cache" / "steadydancer-module-lock"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steadydancer-module-lock"
 SDK_FILES = ("pyproject.toml", "README.md", "LICENSE", "src")
 """What the engine vendors into sdk/ from the SDK's tree (its runtime's sdkSourceDir filter)."""
 
@@ -137,18 +148,30 @@ def vendored_sdk(archive: Path, dest: Path) -> None:
         )
 
 
-def resolve(sdk: Path | None = None) -> str:
-    """A fresh uv.lock for pyproject.toml, made as the engine's runtime makes it."""
+def _project(work: Path, sdk: Path | None) -> Path:
+    """A copy of the module's project in `work`, with sdk/ as the engine vendors it."""
+    shutil.copy2(PYPROJECT, work / "pyproject.toml")
+    if LOCK.exists():
+        shutil.copy2(LOCK, work / "uv.lock")
+    if sdk is None:
+        vendored_sdk(sdist(), work / "sdk")
+    else:
+        shutil.copytree(sdk, work / "sdk")
+    return work
+
+
+def resolve(sdk: Path | None = None, exclude_newer: str | None = None) -> str:
+    """A fresh uv.lock for pyproject.toml, made as the engine's runtime makes it.
+
+    `exclude_newer` replaces pyproject's cutoff (the drift report's "at now").
+    """
     uv = engine_uv()
     with tempfile.TemporaryDirectory() as work:
-        project = Path(work)
-        shutil.copy2(PYPROJECT, project / "pyproject.toml")
-        if sdk is None:
-            vendored_sdk(sdist(), project / "sdk")
-        else:
-            shutil.copytree(sdk, project / "sdk")
+        project = _project(Path(work), sdk)
+        (project / "uv.lock").unlink(missing_ok=True)
+        moved = ["--exclude-newer", exclude_newer] if exclude_newer else []
         result = subprocess.run(
-            [uv, "lock", "--quiet", "--directory", str(project)],
+            [uv, "lock", "--quiet", "--directory", str(project), *moved],
             capture_output=True,
             text=True,
             check=False,
@@ -157,6 +180,86 @@ def resolve(sdk: Path | None = None) -> str:
         if result.returncode != 0:
             raise ModuleLockError(f"uv {pins.ENGINE_UV_VERSION} lock failed:\n{result.stderr}")
         return (project / "uv.lock").read_text()
+
+
+def declared_differences(lock_text: str) -> list[str]:
+    """Dependencies pyproject.toml declares that uv.lock does not hold, and the reverse."""
+    config = tomllib.loads(PYPROJECT.read_text())["project"]
+    declared = {(str(canonicalize_name(Requirement(r).name)), "") for r in config["dependencies"]}
+    declared |= {
+        (str(canonicalize_name(Requirement(r).name)), f"extra == '{extra}'")
+        for extra, requirements in config.get("optional-dependencies", {}).items()
+        for r in requirements
+    }
+    root = [p for p in tomllib.loads(lock_text).get("package", []) if p["name"] == NAME]
+    metadata = root[0].get("metadata", {}) if root else {}
+    locked = {
+        (str(canonicalize_name(r["name"])), r.get("marker", ""))
+        for r in metadata.get("requires-dist", [])
+    }
+
+    def named(pair: tuple[str, str]) -> str:
+        return pair[0] + (f" ({pair[1]})" if pair[1] else "")
+
+    return [
+        *(
+            f"{named(p)} is declared in pyproject.toml but not in uv.lock"
+            for p in sorted(declared - locked)
+        ),
+        *(f"{named(p)} is in uv.lock but no longer declared" for p in sorted(locked - declared)),
+    ]
+
+
+def unhashed(lock_text: str) -> list[str]:
+    """Registry packages whose files the lock records without a hash."""
+    found = []
+    for package in tomllib.loads(lock_text).get("package", []):
+        if "registry" not in package.get("source", {}):
+            continue
+        files = [package.get("sdist"), *package.get("wheels", [])]
+        if any(not f or "hash" not in f for f in files if f is not None) or not any(files):
+            found.append(str(package["name"]))
+    return found
+
+
+def engine_environment() -> dict[str, str]:
+    """This environment less the index settings a user's uv may carry: the engine's runtime
+    locks against its default index, which uv.lock records."""
+    indexes = {"UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"}
+    return {key: value for key, value in os.environ.items() if key not in indexes}
+
+
+def problems(sdk: Path | None = None) -> list[str]:
+    """Why uv.lock does not serve pyproject.toml as it is now; empty when it does. No index."""
+    if not LOCK.exists():
+        return [f"{LOCK.name} is missing"]
+    text = LOCK.read_text()
+    found = []
+    recorded = tomllib.loads(text).get("options", {}).get("exclude-newer")
+    if recorded != cutoff():
+        found.append(f"uv.lock was resolved at {recorded}; pyproject.toml gives {cutoff()}")
+    found += declared_differences(text)
+    found += [f"{name} is locked without hashes" for name in unhashed(text)]
+    uv = engine_uv()
+    with tempfile.TemporaryDirectory() as work:
+        project = _project(Path(work), sdk)
+        result = subprocess.run(
+            [uv, "lock", "--locked", "--offline", "--directory", str(project)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+            env=engine_environment(),
+        )
+    if result.returncode != 0:
+        why = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        # uv heads its error with a multiplication sign.
+        told = [line for line in why if line.startswith(("\u00d7", "error"))] or why[-1:]
+        found.append(
+            f"uv {pins.ENGINE_UV_VERSION} would rewrite uv.lock (`uv lock --locked --offline`): "
+            + (told[0] if told else f"exit {result.returncode}")
+        )
+    return found
 
 
 def versions(text: str) -> dict[str, str]:
@@ -175,16 +278,52 @@ def changes(old: str, new: str) -> list[str]:
     return lines or ["(same versions; hashes, markers or metadata differ)"]
 
 
+def drift(sdk: Path | None, strict: bool) -> int:
+    """Print what `uv lock` at the cutoff, and at now, would change; 0 unless `strict` and moved."""
+    current = LOCK.read_text() if LOCK.exists() else ""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moved = False
+    for label, when in (("at the cutoff", cutoff()), ("at now", now)):
+        try:
+            fresh = resolve(sdk, None if label == "at the cutoff" else when)
+        except (ModuleLockError, httpx.HTTPError) as exc:
+            print(
+                f"error: cannot resolve the module's lock {label} ({when}): {exc}", file=sys.stderr
+            )
+            return 2
+        lines = [line for line in changes(current, fresh) if "->" in line]
+        moved = moved or bool(lines)
+        print(f"{label} ({when}): " + (f"{len(lines)} move" if lines else "no version moves"))
+        print(*(f"  {line}" for line in lines), sep="\n", end="\n" if lines else "")
+    if moved:
+        print(
+            "to take these: move [tool.uv] exclude-newer in pyproject.toml, then "
+            "`python -m ci.module_lock`, and commit both"
+        )
+    return 1 if strict and moved else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Resolve the module's own uv.lock as the engine's Python runtime would "
-        f"(uv {pins.ENGINE_UV_VERSION}), at the cutoff in pyproject.toml's [tool.uv] "
+        description="Check or resolve the module's own uv.lock as the engine's Python runtime "
+        f"would (uv {pins.ENGINE_UV_VERSION}), at the cutoff in pyproject.toml's [tool.uv] "
         "exclude-newer. To move the cutoff, edit that line and run this again.",
     )
-    parser.add_argument(
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument(
         "--check",
         action="store_true",
-        help="resolve afresh and fail unless uv.lock is reproduced byte for byte",
+        help="offline: fail, naming each cause, unless uv.lock answers pyproject.toml as it is "
+        "(uv lock --locked --offline), at its cutoff, with every file hashed",
+    )
+    action.add_argument(
+        "--drift",
+        action="store_true",
+        help="report what a fresh resolution at the cutoff, and at now, would change; "
+        "exits 0 whatever moved (see --strict)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="with --drift: exit 1 when a version would move"
     )
     parser.add_argument(
         "--sdk",
@@ -196,21 +335,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.sdk is not None and not (args.sdk / "pyproject.toml").is_file():
         parser.error(f"--sdk {args.sdk}: no pyproject.toml there (run `dagger develop` first)")
+    if args.strict and not args.drift:
+        parser.error("--strict is for --drift")
     try:
         when = cutoff()
+        if args.check:
+            found = problems(args.sdk)
+            if not found:
+                print(
+                    f"{LOCK.name} answers pyproject.toml (uv {pins.ENGINE_UV_VERSION}, "
+                    f"exclude-newer {when})"
+                )
+                return 0
+            print(
+                f"{LOCK.name} does not answer pyproject.toml as it is:",
+                *found,
+                sep="\n  ",
+                file=sys.stderr,
+            )
+            print("run `python -m ci.module_lock` and commit uv.lock", file=sys.stderr)
+            return 1
+        if args.drift:
+            return drift(args.sdk, args.strict)
         fresh = resolve(args.sdk)
     except (ModuleLockError, httpx.HTTPError) as exc:
         print(f"error: cannot resolve the module's lock: {exc}", file=sys.stderr)
         return 1
     current = LOCK.read_text() if LOCK.exists() else ""
-    if args.check:
-        if current == fresh:
-            print(f"{LOCK.name} is current (uv {pins.ENGINE_UV_VERSION}, exclude-newer {when})")
-            return 0
-        print(f"{LOCK.name} is stale: run python -m ci.module_lock", file=sys.stderr)
-        for line in changes(current, fresh):
-            print(f"  {line}", file=sys.stderr)
-        return 1
     LOCK.write_text(fresh)
     if not current:
         print(f"wrote {LOCK.name}: {len(versions(fresh))} packages")

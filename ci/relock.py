@@ -62,7 +62,11 @@ def wheel_digest(profile: pins.Profile) -> dagger.Container:
 async def lock_directory(profile: pins.Profile, cutoff: str) -> dagger.Directory:
     body = await resolver(profile, cutoff).file(f"{WORK}/lock.txt").contents()
     digest = (await wheel_digest(profile).stdout()).split()[0]
-    text = locks.header(profile, cutoff, digest) + body
+    copies = {
+        pin.name: locks.requirements_copy(pin, await tree(pin).file("requirements.txt").contents())
+        for pin in locks.sources()
+    }
+    text = locks.header(profile, cutoff, digest, copies) + body
     print(
         *(
             locks.changes(locks.load(profile.name), locks.Lock.parse(profile.name, text))
@@ -71,7 +75,6 @@ async def lock_directory(profile: pins.Profile, cutoff: str) -> dagger.Directory
         sep="\n",
     )
     out = dag.directory().with_new_file(f"{profile.name}.txt", text)
-    for pin in locks.sources():
-        text = await tree(pin).file("requirements.txt").contents()
-        out = out.with_new_file(f"requirements/{pin.name}.txt", locks.requirements_copy(pin, text))
+    for name, copy in copies.items():
+        out = out.with_new_file(f"requirements/{name}.txt", copy)
     return out

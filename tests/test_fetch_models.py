@@ -345,7 +345,8 @@ def test_bad_arguments_are_refused(tmp_path: Path, jobs: str) -> None:
 
 @pytest.mark.network
 def test_the_fetcher_also_runs_with_the_images_huggingface_hub(tmp_path: Path) -> None:
-    """At boot the fetcher runs on the image's huggingface_hub (the lock's), not the build's."""
+    """At boot the fetcher runs on the image's huggingface_hub (the lock's), not the build's:
+    installed from the lock's entries, by version and hash, as the image installs it."""
     from ci import lock as locks
     from ci.lock import find_uv
 
@@ -355,11 +356,13 @@ def test_the_fetcher_also_runs_with_the_images_huggingface_hub(tmp_path: Path) -
     assert uv is not None
     venv = tmp_path / "venv"
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-    pinned = f"huggingface-hub=={lock.versions['huggingface-hub']}"
+    requirements = tmp_path / "hub-requirements.txt"
+    requirements.write_text(lock.subset(["huggingface_hub"]))
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), pinned],
+        [uv, "pip", "install", "--quiet", "--require-hashes", "--no-deps",
+         "--python", str(venv / "bin" / "python"), "-r", str(requirements)],
         check=True,
-    )
+    )  # fmt: skip
     hub = Hub(gated={"Wan-AI/Wan2.2-Animate-14B": "manual"}, locked={"Wan-AI/Wan2.2-Animate-14B"})
     entries = three_files(hub)
     manifest = tmp_path / "manifest.json"

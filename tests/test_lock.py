@@ -1,16 +1,21 @@
-"""The lock is reproducible: resolved at a recorded cutoff, checked at that same cutoff."""
+"""The lock: checked offline against what the repository holds; an index's changes are drift."""
 
 from __future__ import annotations
 
 import datetime
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ci import lock as locks
 from ci import pins
 from tests.dagger_offline import REPO
+from tests.local_http import serve
+from tests.local_index import PackageIndex
 
 PROFILE = pins.PROFILES["cu124"]
 
@@ -90,7 +95,7 @@ def test_changes_name_every_moved_package() -> None:
     assert locks.changes(old, old) == []
 
 
-def run_lock(*args: str) -> subprocess.CompletedProcess[str]:
+def run_lock(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ci.lock", *args],
         cwd=REPO,
@@ -98,6 +103,7 @@ def run_lock(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
         timeout=600,
+        env=env,
     )
 
 
@@ -107,26 +113,119 @@ def test_exclude_newer_without_upgrade_is_refused() -> None:
     assert "--exclude-newer moves the cutoff: use it with --upgrade" in result.stderr
 
 
-@pytest.mark.network
-def test_the_committed_lock_is_reproduced_byte_for_byte_at_its_cutoff() -> None:
-    """Resolves the cu124 lock for real against PyPI at the lock's recorded cutoff.
+def test_the_committed_lock_serves_the_repository_offline() -> None:
+    """The gate: pins, requirements copies, uv version, cutoff and hashes, read without an index.
 
-    Its answer does not change when PyPI publishes: releases after the cutoff take no part
-    (the next test shows one such release being left out).
+    uv is pointed at a closed port for the run: had the check asked an index, it would fail.
     """
-    result = run_lock("--check")
+    result = run_lock("--check", env=confined("http://127.0.0.1:9/simple"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"--exclude-newer {committed().cutoff}" in result.stdout
+    assert f"{len(committed().versions)} packages hashed" in result.stdout
+    assert locks.problems(PROFILE) == []
 
 
-@pytest.mark.network
-def test_releases_after_the_cutoff_take_no_part() -> None:
-    """platformdirs 4.14.9 was uploaded to PyPI at 2026-11-27T20:53:43Z; a cutoff an hour
-    earlier resolves 4.14.8, as a lock made that day would have, and a later one 4.14.9."""
-    uv = locks.find_uv()
-    assert uv is not None
-    before = locks.Lock.parse("cu124", locks.resolve_locally(PROFILE, uv, "2026-11-27T19:53:00Z"))
-    after = locks.Lock.parse("cu124", locks.resolve_locally(PROFILE, uv, "2026-11-27T21:53:00Z"))
-    assert before.versions["platformdirs"] == "4.14.8"
-    assert after.versions["platformdirs"] == "4.14.9"
-    assert before.cutoff == "2026-11-27T19:53:00Z"
+def test_the_header_records_a_digest_of_every_input() -> None:
+    digest = locks.inputs_digest(PROFILE)
+    assert f"{locks.INPUTS_DIGEST}{digest}" in committed().header.splitlines()
+    copies = {pin.name: locks.requirements_file(pin).read_text() for pin in locks.sources()}
+    assert locks.inputs_digest(PROFILE, copies) == digest
+    copies["ComfyUI"] += "einops\n"
+    assert locks.inputs_digest(PROFILE, copies) != digest
+
+
+def test_a_moved_pin_is_named_without_resolving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pin edited without relocking: the digest no longer matches and the pin is unmet."""
+    original = locks.root_requirements
+
+    def with_new_pin(profile: pins.Profile) -> list[str]:
+        return [*original(profile), "numpy==9.9.9"]
+
+    monkeypatch.setattr(locks, "root_requirements", with_new_pin)
+    found = locks.problems(PROFILE)
+    assert any(line.startswith(f"the header has '{locks.INPUTS_DIGEST}") for line in found)
+    assert any("numpy 1.26.4, but numpy==9.9.9 is required" in line for line in found), found
+
+
+def test_an_unhashed_entry_or_another_uv_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = committed().text
+    text = text.replace(f"uv {pins.UV_VERSION} with", "uv 0.0.1 with", 1)
+    text = re.sub(r"(addict==2\.4\.0) \\\n(    --hash=sha256:\w+( \\)?\n)+", r"\1\n", text, count=1)
+    (tmp_path / "cu124.txt").write_text(text)
+    monkeypatch.setattr(locks, "LOCKS_DIR", tmp_path)
+    found = locks.problems(PROFILE)
+    assert "addict is pinned without hashes" in found
+    assert any(
+        "uv 0.0.1 with" in line and f"uv {pins.UV_VERSION} with" in line for line in found
+    ), found
+    result = locks.main(["--check"])
+    assert result == 1
+
+
+def stub_index(lock: locks.Lock, uploaded: str) -> PackageIndex:
+    """Every locked package at its locked version, requiring what the lock says required it."""
+    index = PackageIndex()
+    requires: dict[str, list[str]] = {}
+    for package, dependents in lock.via.items():
+        for dependent in dependents:
+            if not dependent.startswith("-"):
+                requires.setdefault(locks.canonical(dependent), []).append(package)
+    for name, version in lock.versions.items():
+        index.add(name, version, uploaded, sorted(requires.get(name, [])))
+    index.add("pip", "24.0", uploaded)  # uv venv --seed takes pip from the index
+    return index
+
+
+def confined(index_url: str) -> dict[str, str]:
+    """uv asks `index_url` only; any other host goes to a closed proxy port and fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") and "PROXY" not in k}
+    closed = "http://127.0.0.1:9"
+    return {
+        **env,
+        "UV_DEFAULT_INDEX": index_url,
+        "UV_NO_CACHE": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "HTTP_PROXY": closed,
+        "HTTPS_PROXY": closed,
+        "ALL_PROXY": closed,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+def test_an_index_that_changes_under_the_lock_is_drift_not_a_red_gate() -> None:
+    """A local index serving the lock's own graph, then a newer httpx whose upload time is
+    backdated before the lock's cutoff (as a mirror filling in late shows it): the gate stays
+    green, the drift report names httpx at the cutoff, and only --strict makes that a failure.
+    A release after the cutoff shows only in the report's "at now" part.
+    """
+    lock = committed()
+    index = stub_index(lock, "2026-11-01T00:00:00Z")
+    with serve(index.routes) as base:
+        env = confined(f"{base}/simple")
+        before = run_lock("--drift", env=env)
+        assert before.returncode == 0, before.stderr
+        assert f"at the cutoff ({lock.cutoff}): no version moves" in before.stdout
+        index.add("httpx", "0.99.0", "2026-11-26T00:00:00Z", lock_requires(lock, "httpx"))
+        index.add("httpx", "1.0.0", "2026-12-01T06:00:00Z", lock_requires(lock, "httpx"))
+        after = run_lock("--drift", "--strict", env=env)
+        gate = run_lock("--check", env=env)
+    assert after.returncode == 1, after.stderr
+    moved = f"httpx {lock.versions['httpx']} -> 0.99.0"
+    assert f"at the cutoff ({lock.cutoff}): 1 move\n  {moved}\n" in after.stdout
+    # Published after the cutoff: no part of the lock's resolution, but an upgrade would take it.
+    assert re.search(r"at now \(\S+\): 1 move\n  httpx \S+ -> 1\.0\.0\n", after.stdout)
+    assert "--upgrade" in after.stdout
+    assert gate.returncode == 0, gate.stderr
+    assert any(path.startswith("/files/httpx-0.99.0") for _, path in index.routes.requests)
+
+
+def lock_requires(lock: locks.Lock, name: str) -> list[str]:
+    return sorted(p for p, dependents in lock.via.items() if name in dependents)
+
+
+def test_drift_that_cannot_resolve_says_so_and_exits_2() -> None:
+    result = run_lock("--drift", env=confined("http://127.0.0.1:9/simple"))
+    assert result.returncode == 2
+    assert "error: cannot resolve the cu124 lock at the cutoff" in result.stderr

@@ -1,13 +1,19 @@
-"""The module's own uv.lock: what the engine's Python runtime syncs, reproducible at its cutoff."""
+"""The module's own uv.lock: what the engine's Python runtime syncs, checked offline.
+
+The tests marked network fetch the engine's uv and dagger-io's sdist (pinned by version and
+sha256) once; the checks themselves run with uv confined to loopback.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -15,6 +21,9 @@ from packaging.utils import canonicalize_name
 
 from ci import module_lock, pins
 from tests.dagger_offline import REPO
+from tests.local_http import serve
+from tests.local_index import PackageIndex
+from tests.test_lock import confined
 
 LOCK = tomllib.loads((REPO / "uv.lock").read_text())
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -71,15 +80,25 @@ def test_the_sdk_release_is_the_engines_version() -> None:
     )
 
 
-@pytest.mark.network
-def test_the_committed_module_lock_is_reproduced_byte_for_byte() -> None:
-    """Resolves against PyPI with the engine's uv and an SDK made from dagger-io's release sdist."""
-    result = subprocess.run(
-        [sys.executable, "-m", "ci.module_lock", "--check"],
-        cwd=REPO, capture_output=True, text=True, check=False, timeout=900,
+def run_module_lock(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    # The engine's uv and dagger-io's sdist are files pinned by version and sha256, fetched
+    # once into the cache before the run is confined to loopback.
+    module_lock.engine_uv()
+    module_lock.sdist()
+    return subprocess.run(
+        [sys.executable, "-m", "ci.module_lock", *args],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=900, env=env,
     )  # fmt: skip
+
+
+@pytest.mark.network
+def test_the_committed_module_lock_answers_pyproject_offline() -> None:
+    """The gate: the engine's uv confirms uv.lock without an index (it is pointed at a closed
+    port), and the cutoff, declared dependencies and hashes are read from the repository."""
+    result = run_module_lock("--check", env=confined("http://127.0.0.1:9/simple"))
     assert result.returncode == 0, result.stderr
     assert f"uv {pins.ENGINE_UV_VERSION}" in result.stdout
+    assert module_lock.problems() == []
 
 
 @pytest.mark.network
@@ -96,5 +115,68 @@ def test_a_dependency_added_without_relocking_fails_the_check_naming_it(
     monkeypatch.setattr(module_lock, "PYPROJECT", pyproject)
     monkeypatch.setattr(module_lock, "LOCK", tmp_path / "uv.lock")
     assert module_lock.main(["--check"]) == 1
-    assert "tomli-w (none) -> 1.0.0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tomli-w is declared in pyproject.toml but not in uv.lock" in err
+    assert f"uv {pins.ENGINE_UV_VERSION} would rewrite uv.lock" in err
     assert (tmp_path / "uv.lock").read_text() == (REPO / "uv.lock").read_text()
+
+
+@pytest.mark.network
+def test_another_cutoff_or_an_unhashed_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (REPO / "uv.lock").read_text()
+    text = text.replace(
+        f'exclude-newer = "{module_lock.cutoff()}"', 'exclude-newer = "2020-01-01T00:00:00Z"'
+    )
+    text = re.sub(r'(name = "agent-detector"(?:.|\n)*?), hash = "sha256:\w+"', r"\1", text, count=1)
+    (tmp_path / "uv.lock").write_text(text)
+    monkeypatch.setattr(module_lock, "LOCK", tmp_path / "uv.lock")
+    found = module_lock.problems()
+    assert (
+        f"uv.lock was resolved at 2020-01-01T00:00:00Z; pyproject.toml gives {module_lock.cutoff()}"
+        in found
+    )
+    assert "agent-detector is locked without hashes" in found
+
+
+def requirement_line(dependency: dict[str, Any], extra: str | None = None) -> str:
+    name = dependency["name"] + (
+        f"[{','.join(dependency['extra'])}]" if "extra" in dependency else ""
+    )
+    markers = [f"({dependency['marker']})"] if "marker" in dependency else []
+    markers += [f'extra == "{extra}"'] if extra else []
+    return name + (f"; {' and '.join(markers)}" if markers else "")
+
+
+def stub_index(uploaded: str) -> PackageIndex:
+    """Every registry package of uv.lock at its locked version, with its locked dependencies."""
+    index = PackageIndex()
+    for found in LOCK["package"]:
+        if "registry" not in found["source"]:
+            continue
+        optional = found.get("optional-dependencies", {})
+        requires = [requirement_line(d) for d in found.get("dependencies", [])]
+        requires += [requirement_line(d, extra) for extra, deps in optional.items() for d in deps]
+        index.add(found["name"], found["version"], uploaded, requires, optional)
+    return index
+
+
+@pytest.mark.network
+def test_an_index_that_changes_under_the_module_lock_is_drift_not_a_red_gate() -> None:
+    """A local index serving uv.lock's own graph plus a newer httpx uploaded, by its index
+    entry, before the cutoff: `--check` stays green and `--drift` names httpx at the cutoff."""
+    index = stub_index("2026-11-01T00:00:00Z")
+    httpx = package("httpx")
+    requires = [requirement_line(d) for d in httpx.get("dependencies", [])]  # type: ignore[attr-defined]
+    index.add("httpx", "0.99.0", "2026-11-26T00:00:00Z", requires)
+    with serve(index.routes) as base:
+        env = confined(f"{base}/simple")
+        report = run_module_lock("--drift", env=env)
+        gate = run_module_lock("--check", env=env)
+    assert report.returncode == 0, report.stderr
+    assert (
+        f"at the cutoff ({module_lock.cutoff()}): 1 move\n  httpx {httpx['version']} -> 0.99.0\n"
+        in report.stdout
+    )
+    assert gate.returncode == 0, gate.stderr
