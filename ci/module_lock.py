@@ -160,15 +160,18 @@ def _project(work: Path, sdk: Path | None) -> Path:
     return work
 
 
-def resolve(sdk: Path | None = None, exclude_newer: str | None = None) -> str:
-    """A fresh uv.lock for pyproject.toml, made as the engine's runtime makes it.
+def resolve(sdk: Path | None = None, exclude_newer: str | None = None, keep: bool = False) -> str:
+    """A uv.lock for pyproject.toml, made as the engine's runtime makes it.
 
-    `exclude_newer` replaces pyproject's cutoff (the drift report's "at now").
+    `keep` starts from the committed uv.lock, so uv moves only what pyproject's change needs
+    (as the engine's `uv lock` does); otherwise the resolution is fresh, as the drift report
+    wants. `exclude_newer` replaces pyproject's cutoff (the drift report's "at now").
     """
     uv = engine_uv()
     with tempfile.TemporaryDirectory() as work:
         project = _project(Path(work), sdk)
-        (project / "uv.lock").unlink(missing_ok=True)
+        if not keep:
+            (project / "uv.lock").unlink(missing_ok=True)
         moved = ["--exclude-newer", exclude_newer] if exclude_newer else []
         result = subprocess.run(
             [uv, "lock", "--quiet", "--directory", str(project), *moved],
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if args.drift:
             return drift(args.sdk, args.strict)
-        fresh = resolve(args.sdk)
+        fresh = resolve(args.sdk, keep=True)
     except (ModuleLockError, httpx.HTTPError) as exc:
         print(f"error: cannot resolve the module's lock: {exc}", file=sys.stderr)
         return 1
