@@ -4,6 +4,7 @@ the patch's pin, and how the build installs both."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -262,7 +263,65 @@ def test_the_patch_names_the_wrapper_commit_it_was_made_for() -> None:
     header = PATCH.read_text().split("diff --git", 1)[0]
     assert re.findall(r"\b[0-9a-f]{40}\b", header) == [WRAPPER.commit]
     changed = re.findall(r"^diff --git a/(\S+)", PATCH.read_text(), re.MULTILINE)
-    assert changed == ["nodes_sampler.py", "steadydancer/nodes.py"]
+    assert changed == [
+        "nodes.py", "nodes_sampler.py", "steadydancer/nodes.py", "wanvideo/modules/model.py"
+    ]  # fmt: skip
+
+
+def added_lines(path: str) -> list[str]:
+    part = PATCH.read_text().split(f"diff --git a/{path} b/{path}", 1)[1].split("diff --git", 1)[0]
+    return [line[1:].strip() for line in part.splitlines() if line.startswith("+") and
+            not line.startswith("+++")]  # fmt: skip
+
+
+def test_every_pass_gets_the_official_pose_inputs() -> None:
+    """The patch's own expressions, evaluated on stand-in tensors: as in the official
+    wan/image2video_dancer.py, cond is (text+, pose+), uncond_context (text-, pose+) and
+    uncond_condition (text+, pose-), and all three take ref_c and the pose CLIP features
+    from the positive pose."""
+    sampler = added_lines("nodes_sampler.py")
+    inputs = {"cond_pos": "positive", "cond_neg": "negative", "clip_fea_c": "positive CLIP"}
+    overrides = [
+        eval(line.split(" = ", 1)[1], {"sdancer_input": inputs})  # the patch's dict(...) calls
+        for line in sampler
+        if line.startswith("base_params['sdancer_input'] = dict(sdancer_input")
+    ]
+    (model_line,) = [line for line in added_lines("wanvideo/modules/model.py") if "ref_c" in line]
+
+    def model_sees(sdancer_input: dict[str, object], is_uncond: bool) -> tuple[object, ...]:
+        # What model.py reads: the condition in use, then the patched ref_c line.
+        sdancer_cond = [sdancer_input["cond_neg" if is_uncond else "cond_pos"]]
+        scope = {"sdancer_input": {k: Sliceable(v) for k, v in sdancer_input.items()},
+                 "sdancer_cond": [Sliceable(sdancer_cond[0])]}  # fmt: skip
+        ref_c = eval(model_line.split(" = ", 1)[1], scope)
+        return sdancer_cond[0], ref_c.value, sdancer_input["clip_fea_c"]
+
+    pose_pass, context_pass = overrides
+    assert model_sees(inputs, False) == ("positive", "positive", "positive CLIP")  # cond
+    assert model_sees(context_pass, True) == ("positive", "positive", "positive CLIP")
+    assert model_sees(pose_pass, False) == ("negative", "positive", "positive CLIP")
+    assert any("context=negative_embeds" in line for line in sampler)
+
+
+class Sliceable:
+    """A stand-in tensor: slicing it keeps its name."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __getitem__(self, key: object) -> Sliceable:
+        return self
+
+
+def test_the_clip_images_are_resized_whole_as_the_official_code_does() -> None:
+    """The official clip.visual resizes each picture to 224 x 224 without cropping; the
+    patched WanVideoClipVisionEncode honours crop "disabled" for ComfyUI's CLIP models."""
+    prompt = json.loads((REPO / "workflows" / "steadydancer-official.json").read_text())
+    encoders = [n for n in prompt.values() if n["class_type"] == "WanVideoClipVisionEncode"]
+    assert len(encoders) == 2 and all(n["inputs"]["crop"] == "disabled" for n in encoders)
+    nodes = added_lines("nodes.py")
+    assert sum('encode_image(' in line and 'crop=(crop != "disabled")' in line
+               for line in nodes) == 2  # fmt: skip
 
 
 def test_the_patch_applies_to_the_pinned_wrapper() -> None:
