@@ -3,6 +3,7 @@ that tests/test_official_pose.py holds the port to.
 
 Usage (numpy 1.26, opencv-python-headless 4.11, matplotlib; no torch, mmdet or mmpose):
   python -m bench.official_pose_oracle --official DIR [--out tests/data/official_pose]
+  python -m bench.official_pose_oracle --side-by-side docs/pose-official-vs-port.png
 
 DIR is a checkout of MCG-NJU/SteadyDancer at 866a721 (it is run, never copied here). For
 each case below this writes a reference picture and a driving video (MJPG) of the case's
@@ -488,11 +489,50 @@ def run_case(official: Path, case: Case, out: Path) -> dict[str, Any]:
     }
 
 
+def side_by_side(recordings: Path, out: Path, name: str = "many-frames", index: int = 23) -> None:
+    """A recorded official frame (left) beside this port's frame from the same raw outputs
+    (right), both at the reference's size, for docs/pose.md."""
+    from PIL import Image
+    from steadydancer.nodes import draw
+    from steadydancer.official_pose import pose_align, wholebody
+
+    case = next(c for c in json.loads((recordings / "cases.json").read_text())["cases"]
+                if c["name"] == name)  # fmt: skip
+    recorded = np.load(recordings / f"{name}.npz")
+    poses = [
+        wholebody.to_openpose(
+            recorded[f"raw{call}_keypoints"],
+            recorded[f"raw{call}_scores"],
+            *(int(v) for v in recorded[f"raw{call}_size"]),
+        )
+        for call in range(case["detector_calls"])
+    ]
+    width, height = case["reference_size"]
+    work_width, work_height = wholebody.working_size(width, height)
+    video_width, video_height = case["video_size"]
+    aligned = pose_align.align(
+        poses[0], work_width / work_height, poses[2:], video_width / video_height
+    )
+    official = Image.open(recordings / f"{name}-{index:03d}-positive.png")
+    official = official.resize((width, height), Image.Resampling.BICUBIC)
+    ours = Image.fromarray(draw.draw_pose(aligned[index], width, height))
+    picture = Image.new("RGB", (2 * width + 8, height), (255, 255, 255))
+    picture.paste(official, (0, 0))
+    picture.paste(ours, (width + 8, 0))
+    picture.save(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--official", type=Path, required=True)
+    parser.add_argument("--official", type=Path)
     parser.add_argument("--out", type=Path, default=Path("tests/data/official_pose"))
+    parser.add_argument("--side-by-side", type=Path, help="only draw this picture from --out")
     args = parser.parse_args()
+    if args.side_by_side:
+        side_by_side(args.out, args.side_by_side)
+        return
+    if args.official is None:
+        parser.error("--official DIR (a SteadyDancer checkout at 866a721) is needed to record")
     args.out.mkdir(parents=True, exist_ok=True)
     cases = [run_case(args.official, case, args.out) for case in CASES]
     listing = {

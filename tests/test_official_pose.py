@@ -247,3 +247,17 @@ def test_a_pose_of_the_wrong_shape_is_named() -> None:
 def test_bad_detector_output_is_named(points: Any, scores: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         wholebody.to_openpose(points, scores, 64, 64)
+
+
+def test_the_docs_picture_is_current_and_its_halves_agree(tmp_path: Path) -> None:
+    """docs/pose.md's side-by-side picture: remade from the recordings, the same file; the
+    official frame (left) and the port's (right) identical pixel for pixel."""
+    from bench import official_pose_oracle
+
+    picture = DATA.parents[2] / "docs" / "pose-official-vs-port.png"
+    remade = tmp_path / "side.png"
+    official_pose_oracle.side_by_side(DATA, remade)
+    committed = np.asarray(Image.open(picture))
+    assert np.array_equal(np.asarray(Image.open(remade)), committed)
+    width = (committed.shape[1] - 8) // 2
+    assert np.array_equal(committed[:, :width], committed[:, width + 8 :])
