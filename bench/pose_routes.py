@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from steadydancer.nodes.detect import to_openpose
 from steadydancer.nodes.draw import draw_poses
-from steadydancer.official_pose import pose_align
+from steadydancer.official_pose import pose_align, wholebody
 from steadydancer.official_pose.keypoints import Pose
 
 WIDTH, HEIGHT = 480, 832
@@ -127,7 +126,7 @@ def people(frames: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
 
 def openpose(points: NDArray[np.float64]) -> Pose:
     """One person's 133 points (x, y, score) in pixels as the official detector hands them on."""
-    return to_openpose(points[:, :2], points[:, 2], WIDTH, HEIGHT)
+    return wholebody.to_openpose(points[None, :, :2], points[None, :, 2], WIDTH, HEIGHT)
 
 
 def load_pack(tree: Path) -> types.ModuleType:
@@ -176,10 +175,14 @@ def official_route(
 ) -> tuple[list[Pose], NDArray[np.uint8], NDArray[np.uint8]]:
     """This image's nodes: points to OpenPose, aligned to the reference, drawn; and drawn
     without the face."""
+    work_width, work_height = wholebody.working_size(WIDTH, HEIGHT)
     aligned = pose_align.align(
-        openpose(reference), WIDTH / HEIGHT, [openpose(p) for p in driving], WIDTH / HEIGHT
-    )
-    faceless = [Pose(pose.body, pose.hands, np.full_like(pose.face, -1.0)) for pose in aligned]
+        openpose(reference), work_width / work_height, [openpose(p) for p in driving],
+        WIDTH / HEIGHT,
+    )  # fmt: skip
+    faceless = [
+        Pose(pose.body, pose.seen, pose.hands, np.full_like(pose.face, -1.0)) for pose in aligned
+    ]
     return aligned, draw_poses(aligned, WIDTH, HEIGHT), draw_poses(faceless, WIDTH, HEIGHT)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from steadydancer.nodes.draw import draw_poses
-from steadydancer.official_pose import negative_pose, pose_align
+from steadydancer.official_pose import negative_pose, pose_align, wholebody
 from steadydancer.official_pose.guidance import PoseGuidance
 from steadydancer.official_pose.keypoints import Pose
 
@@ -17,10 +17,13 @@ CATEGORY = "SteadyDancer/official pose"
 DETECTORS: dict[str, Any] = {}
 """One detector per device, loaded on first use and kept for the server's life."""
 POSES = "POSE_KEYPOINTS"
+ROLES = ("driving", "reference")
+"""A reference picture is measured at its working size (the official alignment's), driving
+frames at their own."""
 
 
-def keypoints(poses: list[Pose], width: int, height: int) -> dict[str, Any]:
-    return {"poses": poses, "width": width, "height": height}
+def keypoints(poses: list[Pose], width: int, height: int, role: str = "driving") -> dict[str, Any]:
+    return {"poses": poses, "width": width, "height": height, "role": role}
 
 
 def to_frames(images: Any) -> NDArray[np.uint8]:
@@ -49,6 +52,7 @@ class SteadyDancerDWPose:
             "required": {
                 "images": ("IMAGE",),
                 "device": (["cuda", "cpu"], {"default": "cuda"}),
+                "role": (list(ROLES), {"default": "driving"}),
             }
         }
 
@@ -57,17 +61,21 @@ class SteadyDancerDWPose:
     FUNCTION = "detect"
     CATEGORY = CATEGORY
 
-    def detect(self, images: Any, device: str) -> tuple[dict[str, Any], Any]:
+    def detect(self, images: Any, device: str, role: str = "driving") -> tuple[dict[str, Any], Any]:
         import folder_paths
 
         from steadydancer.nodes.detect import Detector
 
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
         if device not in DETECTORS:
             DETECTORS[device] = Detector.load(Path(folder_paths.models_dir), device)
         detector = DETECTORS[device]
         frames = to_frames(images)
-        poses = [detector(frame) for frame in frames]
-        value = keypoints(poses, frames.shape[2], frames.shape[1])
+        if role == "reference" and len(frames) != 1:
+            raise ValueError(f"role reference takes one picture, got {len(frames)}")
+        poses = [detector(frame, reference=role == "reference") for frame in frames]
+        value = keypoints(poses, frames.shape[2], frames.shape[1], role)
         return value, drawn(value)
 
 
@@ -103,9 +111,15 @@ def align_keypoints(
         raise ValueError(
             f"reference_pose holds {len(reference['poses'])} poses; give it the reference image's"
         )
+    if reference.get("role") != "reference":
+        raise ValueError(
+            "reference_pose was detected as driving frames: set the reference image's "
+            "SteadyDancerDWPose role to reference, so it is measured at its working size"
+        )
+    work_width, work_height = wholebody.working_size(reference["width"], reference["height"])
     aligned = pose_align.align(
         reference["poses"][0],
-        reference["width"] / reference["height"],
+        work_width / work_height,
         driving["poses"],
         driving["width"] / driving["height"],
         align_frame,

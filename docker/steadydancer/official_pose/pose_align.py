@@ -7,12 +7,14 @@ driving frame's bones are then rescaled outward from its neck, each child point 
 its moved parent plus the scaled original bone, the hands following the wrists and the
 face points only moved; one constant shift (reference neck minus that frame's neck)
 finally puts every frame where the reference stands, in the reference's normalised
-coordinates. Points the detector missed stay missing.
+coordinates. Body points the detector was unsure of take part with their coordinates
+(they are only hidden when drawn); hand and face points it gave as -1 stay -1.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -45,9 +47,8 @@ def _ratio(reference: float, driving: float) -> float:
 def bone_scales(reference: Pose, driving: Pose) -> dict[str, float]:
     """Reference-over-driving length of each bone group; both poses with x and y in one unit.
 
-    A ratio of two zero lengths (a bone missing in both) is 1, as the official code sets
-    NaN ratios; a bone missing only in the driving frame gives an infinite ratio, replaced
-    at alignment time by the mean of the finite ones.
+    A ratio of two zero lengths is 1, as the official code sets NaN ratios; a bone of zero
+    length only in the driving frame gives an infinite ratio (see finite_scales).
     """
     ref, drv = reference.body, driving.body
 
@@ -80,46 +81,73 @@ def bone_scales(reference: Pose, driving: Pose) -> dict[str, float]:
     return {name: 1.0 if np.isnan(value) else value for name, value in scales.items()}
 
 
-def finite_scales(scales: dict[str, float]) -> dict[str, float]:
+def finite_scales(scales: dict[str, float]) -> float:
+    """The mean the official code computes for infinite ratios - and then never applies: its
+    rescaling reads the ratios as they were, so an infinite one turns the bones it moves into
+    NaN, later -1. Only when every ratio is infinite does the mean fail (a division by zero
+    there), which is refused here in words."""
     finite = [scales[name] for name in SCALE_ORDER if not np.isinf(scales[name])]
-    mean = sum(finite) / len(finite) if finite else 1.0
-    return {name: mean if np.isinf(value) else value for name, value in scales.items()}
+    if not finite:
+        raise ValueError(
+            "every bone of the alignment frame has length zero while the reference's do not "
+            f"(ratios {scales}): the driving person was not found there; choose another "
+            "align_frame"
+        )
+    return sum(finite) / len(finite)
+
+
+def _scaled(points: Array, centre: Array, scale: float) -> Array:
+    """`points` scaled by `scale` about `centre`, through the matrix OpenCV's
+    getRotationMatrix2D builds for angle 0 (so an infinite scale gives NaN, as there)."""
+    alpha = math.cos(0.0) * scale
+    beta = math.sin(0.0) * scale
+    cx, cy = centre
+    matrix = np.array(
+        [
+            [alpha, beta, (1 - alpha) * cx - beta * cy],
+            [-beta, alpha, beta * cx + (1 - alpha) * cy],
+        ]
+    )
+    scaled: Array = np.dot(points, matrix[:, :2].T) + matrix[:, 2]
+    return scaled
 
 
 def rescale(pose: Pose, scales: dict[str, float]) -> Pose:
     """One frame's bones rescaled from its neck; `pose` with x and y in one unit."""
-    s = finite_scales(scales)
+    if any(np.isinf(value) for value in scales.values()):
+        finite_scales(scales)
+    s = scales
     body, hands = pose.body.copy(), pose.hands.copy()
     original = pose.body
 
     def child(point: int, parent: int, scale: float) -> None:
-        body[point] = body[parent] + scale * (original[point] - original[parent])
+        moved = original[point] - original[parent] + body[parent]
+        body[point] = _scaled(moved, body[parent], scale)
 
     # The neck point (1) stays; the nose and the shoulders move from it.
-    body[0] = body[1] + s["neck"] * (original[0] - original[1])
-    for point in (14, 16):
-        body[point] = body[0] + s["face_left"] * (original[point] - original[0])
-    for point in (15, 17):
-        body[point] = body[0] + s["face_right"] * (original[point] - original[0])
-    for point in (2, 5):
-        body[point] = body[1] + s["shoulder"] * (original[point] - original[1])
+    body[0] = _scaled(original[0], body[1], s["neck"])
+    for points, scale in (((14, 16), s["face_left"]), ((15, 17), s["face_right"])):
+        moved = original[list(points)] - original[0] + body[0]
+        body[list(points)] = _scaled(moved, body[0], scale)
+    body[[2, 5]] = _scaled(original[[2, 5]], body[1], s["shoulder"])
     child(3, 2, s["arm_upper"])
     child(4, 3, s["arm_lower"])
-    hands[1] = body[4] + s["hand"] * (pose.hands[1] - original[4])
+    hands[1] = _scaled(pose.hands[1] - original[4] + body[4], body[4], s["hand"])
     child(6, 5, s["arm_upper"])
     child(7, 6, s["arm_lower"])
-    hands[0] = body[7] + s["hand"] * (pose.hands[0] - original[7])
-    for point in (8, 11):
-        body[point] = body[1] + s["body_len"] * (original[point] - original[1])
+    hands[0] = _scaled(pose.hands[0] - original[7] + body[7], body[7], s["hand"])
+    body[[8, 11]] = _scaled(original[[8, 11]], body[1], s["body_len"])
     child(9, 8, s["leg_upper"])
     child(10, 9, s["leg_lower"])
     child(12, 11, s["leg_upper"])
     child(13, 12, s["leg_lower"])
-    return Pose(body, hands, pose.face.copy())
+    return Pose(body, pose.seen.copy(), hands, pose.face.copy())
 
 
 def keep_missing(aligned: Pose, detected: Pose) -> Pose:
-    """Coordinates the detector gave as -1 are -1 again (each coordinate on its own)."""
+    """Coordinates the detector gave as -1 are -1 again (each coordinate on its own), and
+    NaN becomes -1, as the official code does (infinities become the largest floats there,
+    numpy's nan_to_num)."""
     out = aligned.copy()
     for part, source in (
         (out.body, detected.body),
@@ -127,7 +155,7 @@ def keep_missing(aligned: Pose, detected: Pose) -> Pose:
         (out.face, detected.face),
     ):
         part[source == -1.0] = -1.0
-        np.nan_to_num(part, copy=False, nan=-1.0)
+        part[...] = np.nan_to_num(part, nan=-1.0)
     return out
 
 
@@ -140,24 +168,16 @@ def align(
 ) -> list[Pose]:
     """The driving `frames` aligned to `reference`, in the reference's normalised coordinates.
 
-    `reference_ratio` and `video_ratio` are each picture's width over height;
-    `align_frame` is the driving frame whose bones are measured against the reference.
+    `reference_ratio` is the width over height of the reference at its working size
+    (wholebody.working_size), `video_ratio` the driving frames'; `align_frame` is the driving
+    frame whose bones are measured against the reference; the frames before it are dropped,
+    as the official code drops them. Unseen points count with the coordinates the detector
+    gave them, as there.
     """
     if not frames:
         raise ValueError("no driving frames to align")
     if not 0 <= align_frame < len(frames):
         raise ValueError(f"align_frame {align_frame} is outside the {len(frames)} driving frames")
-    # Everything is measured from the neck: without it the numbers would be noise.
-    if (reference.body[1] == -1.0).any():
-        raise ValueError(
-            "no person found in the reference image (its neck is missing): give an image "
-            "where one person's head and shoulders are in view"
-        )
-    if (frames[align_frame].body[1] == -1.0).any():
-        raise ValueError(
-            f"no person found in driving frame {align_frame} (its neck is missing): choose "
-            "an align_frame where the person's head and shoulders are in view"
-        )
     ref = reference.stretched(reference_ratio)
     first = frames[align_frame].stretched(video_ratio)
     scales = bone_scales(ref, first)
