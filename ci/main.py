@@ -63,7 +63,7 @@ def source_workflows() -> Path:
     return Path(__file__).resolve().parents[1] / "workflows"
 
 
-DANCE_OWN = {"frames", "width", "height", "steps", "seed", "prompt"}
+DANCE_OWN = {"frames", "width", "height", "steps", "seed", "prompt", "negative_prompt"}
 """Workflow parameters `dance` takes as arguments of its own (and the two files)."""
 
 
@@ -71,6 +71,13 @@ def extra_values(workflow: workflows.Workflow, pairs: list[str]) -> dict[str, ob
     """`--set NAME=VALUE` pairs as typed values; one `dance` takes itself is refused by name."""
     from steadydancer import smoke
 
+    split = [pair for pair in pairs if "=" not in pair]
+    if split:
+        # The CLI reads a list argument as comma-separated values: "a=b, c" arrives as two.
+        raise InputError(
+            f"--set {split[0]!r} is not NAME=VALUE: the Dagger CLI splits --set at commas, so "
+            "free text goes in --prompt or --negative-prompt"
+        )
     try:
         extra = smoke.parse_sets(pairs, workflow)
     except smoke.SmokeError as exc:
@@ -79,8 +86,8 @@ def extra_values(workflow: workflows.Workflow, pairs: list[str]) -> dict[str, ob
     if own:
         raise InputError(
             f"--set {', '.join(own)}: give {'it' if len(own) == 1 else 'them'} with dance's own "
-            "arguments (--frames, --width, --height, --steps, --seed, --prompt, --reference, "
-            "--driving)"
+            "arguments (--frames, --width, --height, --steps, --seed, --prompt, "
+            "--negative-prompt, --reference, --driving)"
         )
     return extra
 
@@ -204,7 +211,7 @@ class SteadyDancer:
 
     @function
     def base(self, profile: Profile = DEFAULT_PROFILE) -> dagger.Container:
-        """Layer 1: CUDA devel image, system packages, Python 3.11 venv and uv."""
+        """Layer 1: CUDA runtime base image, system packages, Python 3.11 venv and uv."""
         with reported():
             return image.base_layer(BuildOptions.parse(profile_name=profile.value).profile)
 
@@ -355,11 +362,14 @@ class SteadyDancer:
         steps: Steps = 4,
         seed: Annotated[int, Doc("sampling seed")] = 42,
         prompt: Annotated[str, Doc("what the clip shows, in words")] = "",
+        negative_prompt: Annotated[
+            str, Doc("what the clip should not show, in words (the workflow's own when empty)")
+        ] = "",
         set_: Annotated[
             list[str] | None,
             Doc(
                 "another workflow parameter, NAME=VALUE (repeatable), e.g. cfg=5 or "
-                "lora_strength=0 for steadydancer-official"
+                "lora_strength=0 for steadydancer-official; the CLI splits values at commas"
             ),
         ] = None,
         profile: Profile = DEFAULT_PROFILE,
@@ -379,6 +389,8 @@ class SteadyDancer:
             }  # fmt: skip
             if prompt:
                 values["prompt"] = prompt
+            if negative_prompt:
+                values["negative_prompt"] = negative_prompt
             loaded = workflows.load(workflow, source_workflows())
             values.update(extra_values(loaded, set_ or []))
             workflows.check_values(loaded, values)
