@@ -123,6 +123,13 @@ def _options(
     )
 
 
+def smoke_options(
+    variant: str, profile: ProfileName, attention: AttentionMode, bake_models: bool, tier: Tier
+) -> BuildOptions:
+    """The smoke test's build: the boot tier proves CUDA and the nodes, so it bakes no models."""
+    return _options(variant, profile, attention, bake_models=bake_models and tier != Tier.boot)
+
+
 async def _image(options: BuildOptions, hf_token: dagger.Secret | None) -> dagger.Container:
     """The whole image: the attention branch chosen, the token keyed so it changes no layer."""
     return image.image(options, await _plan(options), await models_layer.keyed_token(hf_token))
@@ -138,15 +145,17 @@ async def _served_run(
     inputs: on_engine.Inputs | None = None,
 ) -> dagger.Container:
     """The client's run beside the image served with every GPU; its report when it fails."""
+    models = tier != Tier.boot.value
     run = on_engine.client(
         built,
-        on_engine.service(built),
+        on_engine.service(built, models),
         workflow,
         tier,
         options.variant,
         sets,
         str(time.time_ns()),
-        options.bake_models,
+        # Without its model step the boot fetches nothing: the short wait.
+        options.bake_models or not models,
         inputs,
     )
     if await run.exit_code() != 0:
@@ -329,7 +338,7 @@ class SteadyDancer:
     ) -> dagger.Directory:
         """Serve the image on the engine's GPUs, run the smoke client; the video(s) and report."""
         with reported():
-            options = _options(variant, profile, attention, bake_models=bake_models)
+            options = smoke_options(variant, profile, attention, bake_models, tier)
             if workflow not in workflows.names(source_workflows()):
                 known = ", ".join(workflows.names(source_workflows()))
                 raise InputError(f"unknown workflow {workflow!r}; accepted: {known}")
@@ -419,7 +428,11 @@ class SteadyDancer:
         attention: Attention = AttentionMode.auto,
         bake_models: BakeModels = True,
         registry: Annotated[
-            str, Doc("an image address: check each layer against that registry's limit")
+            str,
+            Doc(
+                "an image address or a registry's host (ghcr.io): check each layer against "
+                "that registry's limit"
+            ),
         ] = "",
         layer_limit_gb: LayerLimit = 0.0,
     ) -> str:
@@ -447,6 +460,10 @@ class SteadyDancer:
         """Build and push the image, after checking every layer fits the registry's limit."""
         with reported():
             options = _options(variant, profile, attention, enable_flash_attn, bake_models)
+            try:
+                registries.image_address(address)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
             target = registries.registry_for(address, layer_limit_gb)
             refused = registries.refusal(address, options.variant, target)
             if options.bake_models and refused:

@@ -17,6 +17,7 @@ Environment:
   RUNPOD_WEBHOOK_GET_JOB    set by RunPod on serverless workers: the job handler starts too
   COMFYUI_ARGS              extra ComfyUI arguments, split like a shell would
   HF_TOKEN                  for gated model repositories (never printed)
+  PUBLIC_KEY                OpenSSH public key(s), one a line: sshd starts and takes them
 
 Usage: python -m steadydancer.entrypoint [--check] [COMMAND...]
   --check    preflight and probe only
