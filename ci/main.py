@@ -34,7 +34,11 @@ Profile = Annotated[
     ProfileName, Doc("CUDA profile: cu124 (default, CUDA 12.4.1) or cu121 (CUDA 12.1.1)")
 ]
 Attention = Annotated[
-    AttentionMode, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
+    AttentionMode,
+    Doc(
+        "attention library: auto (flash-attn, else xformers), flash_attn_2 or xformers "
+        "(the seed's ENABLE_FLASH_ATTN=false is --attention xformers)"
+    ),
 ]
 DEFAULT_PROFILE = ProfileName(pins.DEFAULT_PROFILE)
 Frames = Annotated[int, Doc("frames of the clip, 4n+1 for SteadyDancer (5 to 321)")]
@@ -46,9 +50,6 @@ DANCE_WORKFLOWS = ("steadydancer-dance", "steadydancer-official")
 LayerLimit = Annotated[
     float,
     Doc("the registry's per-layer limit in GB, for one this module does not know (0: known)"),
-]
-EnableFlashAttn = Annotated[
-    bool, Doc("false forces the xformers branch, like the seed's ENABLE_FLASH_ATTN=false")
 ]
 BakeModels = Annotated[
     bool, Doc("put the models in the image; false leaves them out, for pods with a model volume")
@@ -110,7 +111,6 @@ def _options(
     variant: str,
     profile: ProfileName,
     attention: AttentionMode,
-    enable_flash_attn: bool = True,
     bake_models: bool = True,
 ) -> BuildOptions:
     """The arguments of a build, checked (InputError names the first bad one)."""
@@ -118,7 +118,6 @@ def _options(
         variant_name=variant,
         profile_name=profile.value,
         attention_mode=attention.value,
-        enable_flash_attn=enable_flash_attn,
         bake_models=bake_models,
     )
 
@@ -168,15 +167,10 @@ async def _after_attention(
     layer: Callable[[pins.Profile, AttentionPlan], dagger.Container],
     profile: ProfileName,
     attention: AttentionMode,
-    enable_flash_attn: bool,
 ) -> dagger.Container:
     """A layer from the attention layer on: the branch is chosen first."""
     with reported():
-        options = BuildOptions.parse(
-            profile_name=profile.value,
-            attention_mode=attention.value,
-            enable_flash_attn=enable_flash_attn,
-        )
+        options = BuildOptions.parse(profile_name=profile.value, attention_mode=attention.value)
         return layer(options.profile, await _plan(options))
 
 
@@ -242,30 +236,27 @@ class SteadyDancer:
         self,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 4: openmmlab plus flash-attn (wheel, else source build) or xformers."""
-        return await _after_attention(image.attention_layer, profile, attention, enable_flash_attn)
+        return await _after_attention(image.attention_layer, profile, attention)
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def comfyui(
         self,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 6 (after the models in a build): ComfyUI at its pinned commit, its requirements."""
-        return await _after_attention(image.comfyui_layer, profile, attention, enable_flash_attn)
+        return await _after_attention(image.comfyui_layer, profile, attention)
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def nodes(
         self,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 7: comfyui plus the four SteadyDancer node packs at their pinned commits."""
-        return await _after_attention(image.nodes_layer, profile, attention, enable_flash_attn)
+        return await _after_attention(image.nodes_layer, profile, attention)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def check_models(
@@ -305,13 +296,12 @@ class SteadyDancer:
         variant: Variant = catalog.DEFAULT_VARIANT,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
         bake_models: BakeModels = True,
         hf_token: HfToken = None,
     ) -> dagger.Container:
         """The whole image: every layer, then docker/, workflows/, port 8188 and the entrypoint."""
         with reported():
-            options = _options(variant, profile, attention, enable_flash_attn, bake_models)
+            options = _options(variant, profile, attention, bake_models)
             return await _image(options, hf_token)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
@@ -448,7 +438,6 @@ class SteadyDancer:
         variant: Variant = catalog.DEFAULT_VARIANT,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
         bake_models: BakeModels = True,
         hf_token: HfToken = None,
         username: Annotated[str, Doc("registry user name, with --password")] = "",
@@ -459,7 +448,7 @@ class SteadyDancer:
     ) -> str:
         """Build and push the image, after checking every layer fits the registry's limit."""
         with reported():
-            options = _options(variant, profile, attention, enable_flash_attn, bake_models)
+            options = _options(variant, profile, attention, bake_models)
             try:
                 registries.image_address(address)
             except ValueError as exc:

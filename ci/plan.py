@@ -33,7 +33,7 @@ def _env(env: dict[str, str]) -> str:
 
 def _attention(options: BuildOptions) -> list[str]:
     xformers = f"{pins.XFORMERS.requirement} from PyPI"
-    if options.attention == "xformers" or not options.enable_flash_attn:
+    if options.attention == attention_layer.XFORMERS:
         return [xformers]
     url = attention_layer.flash_attn_wheel_url(options.profile)
     source_build = (
@@ -41,7 +41,9 @@ def _attention(options: BuildOptions) -> list[str]:
         f"({_env(attention_layer.FLASH_BUILD_ENV)}, stopped after "
         f"{pins.FLASH_ATTN_BUILD_TIMEOUT_S // 3600} h)"
     )
-    last = "else the build fails" if options.attention == "flash" else f"else {xformers}"
+    last = (
+        "else the build fails" if options.attention == attention_layer.FLASH else f"else {xformers}"
+    )
     return [f"flash-attn wheel {url}", source_build, last]
 
 
