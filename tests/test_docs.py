@@ -227,3 +227,9 @@ def test_the_dagger_version_installed_is_the_engine_the_module_pins() -> None:
     assert f"DAGGER_VERSION={docs.engine_version().removeprefix('v')}" in README.read_text()
     pyproject = (REPO / "pyproject.toml").read_text()
     assert f'"dagger-io=={docs.engine_version().removeprefix("v")}"' in pyproject
+
+
+def test_the_log_lines_the_readme_quotes_are_the_entrypoints() -> None:
+    quoted = re.findall(r"`(comfyui: [a-z]+)`", README.read_text())
+    source = (REPO / "docker" / "steadydancer" / "entrypoint.py").read_text()
+    assert quoted and all(f'log(f"{line}' in source for line in quoted)
