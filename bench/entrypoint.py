@@ -27,10 +27,19 @@ from tests.stand_ins import executable, nvidia_smi
 REPO = Path(__file__).resolve().parents[1]
 
 
+UNSIZED_BYTES = 10**6
+"""A stand-in for a file whose size the catalog does not record (the bench's catalog says it)."""
+
+
 def build_root(root: Path, gigabytes: float) -> tuple[dict[str, str], int]:
-    files = {entry.key: entry for entry in catalog.files_for("fp8")}
     spec = json.loads(catalog.CATALOG_FILE.read_text())
-    missing = int(gigabytes * 1e9) - sum(entry.size or 0 for entry in files.values())
+    for key in spec["variants"]["fp8"]["files"]:
+        item = spec["files"][key]
+        item["size"] = item.get("size") or UNSIZED_BYTES
+        item["sha256"] = item.get("sha256") or "0" * 64
+    missing = int(gigabytes * 1e9) - sum(
+        spec["files"][key]["size"] for key in spec["variants"]["fp8"]["files"]
+    )
     spec["files"]["padding"] = {
         "repo": "bench/padding", "path": "padding.safetensors", "revision": "main",
         "folder": "loras", "size": max(missing, 0), "sha256": "0" * 64, "source": "bench",
@@ -40,17 +49,15 @@ def build_root(root: Path, gigabytes: float) -> tuple[dict[str, str], int]:
     bench_catalog.write_text(json.dumps(spec))
     models = root / "ComfyUI" / "models"
     total = 0
-    for key in spec["variants"]["fp8"]["files"]:
-        item = spec["files"][key]
-        entry = fetch_models.Entry.from_manifest(
-            {**item, "target": f"{item['folder']}/{item['path'].rsplit('/', 1)[-1]}"}
-        )
-        target = models / entry.target
+    for entry in catalog.load(bench_catalog)[1]["fp8"].files:
+        fetched = fetch_models.Entry.from_manifest(entry.to_manifest())
+        size, sha256 = entry.size or 0, entry.sha256 or ""
+        target = models / fetched.target
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:
-            out.truncate(item["size"])
-        fetch_models.write_marker(models, entry, item["size"], item["sha256"], "c" * 40)
-        total += item["size"]
+            out.truncate(size)
+        fetch_models.write_marker(models, fetched, size, sha256, "c" * 40)
+        total += size
     (root / "ComfyUI" / "main.py").write_text("")
     probe = executable(root / "probe", '#!/bin/sh\necho "$1 ok (stand-in)"\n')
     (root / "workspace").mkdir()
@@ -71,7 +78,7 @@ def build_root(root: Path, gigabytes: float) -> tuple[dict[str, str], int]:
     return env, total
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -80,7 +87,7 @@ def main() -> int:
     parser.add_argument(
         "--gb", type=float, default=35.0, help="size of the sparse model files, in GB"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-entrypoint-") as tmp:
         env, total = build_root(Path(tmp), args.gb)
         times = []

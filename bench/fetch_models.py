@@ -64,7 +64,7 @@ def fetch(
     return time.perf_counter() - started
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -81,10 +81,15 @@ def main() -> int:
     parser.add_argument(
         "--faults", action="store_true", help="also time each fault on the largest file"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     hub = Hub(rate=args.rate_mb * 1_000_000)
     entries = []
-    for model in catalog.files_for(args.variant):
+    # A file from another site (catalog `url`) would be fetched from there, not from the
+    # local Hub: the bench leaves it out and says so.
+    elsewhere = [model.filename for model in catalog.files_for(args.variant) if model.url]
+    if elsewhere:
+        print(f"left out, not on the Hub: {', '.join(elsewhere)}")
+    for model in (m for m in catalog.files_for(args.variant) if not m.url):
         size = max(int((model.size or 0) * args.scale), 1)
         hub.add(model.repo, model.path, os.urandom(size))
         entries.append({**model.to_manifest(), "revision": "main", "size": size, "sha256": None})

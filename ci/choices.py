@@ -4,7 +4,9 @@ The CLI matches an enum by member name (case-insensitively), so each member is
 named exactly as users type it and `dagger call build --help` lists the choices.
 GraphQL enum names hold only letters, digits and underscores: variants such as
 `gguf-q5_k_m` and workflows such as `steadydancer-pose` cannot be members, so those
-arguments stay strings whose Doc lists the choices, checked by ci/options.py.
+arguments stay strings whose Doc lists the choices, checked by ci/options.py. (A member
+`gguf_q5_k_m` standing for `gguf-q5_k_m` would make the CLI's spelling differ from the
+catalog's, the smoke client's and STEADYDANCER_VARIANT's: one name for each thing wins.)
 The sets themselves live with their data (pins.PROFILES, attention.MODES,
 smoke_test.TIERS); tests/test_registration.py holds these enums equal to them.
 """
@@ -34,7 +36,7 @@ class AttentionMode(enum.Enum):
     auto = "auto"
     """flash-attn (release wheel, else source build), else xformers"""
 
-    flash = "flash"
+    flash_attn_2 = "flash_attn_2"
     """flash-attn only; the build fails if it cannot be had"""
 
     xformers = "xformers"

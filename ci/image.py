@@ -62,7 +62,6 @@ def openmmlab_layer(profile: pins.Profile) -> dagger.Container:
 async def plan_attention(options: BuildOptions, probe: Probe) -> AttentionPlan:
     return await choose(
         options.attention,
-        options.enable_flash_attn,
         options.profile,
         torch_layer(options.profile, builder=True),
         probe,

@@ -34,7 +34,11 @@ Profile = Annotated[
     ProfileName, Doc("CUDA profile: cu124 (default, CUDA 12.4.1) or cu121 (CUDA 12.1.1)")
 ]
 Attention = Annotated[
-    AttentionMode, Doc("attention library: auto (flash-attn, else xformers), flash or xformers")
+    AttentionMode,
+    Doc(
+        "attention library: auto (flash-attn, else xformers), flash_attn_2 or xformers "
+        "(the seed's ENABLE_FLASH_ATTN=false is --attention xformers)"
+    ),
 ]
 DEFAULT_PROFILE = ProfileName(pins.DEFAULT_PROFILE)
 Frames = Annotated[int, Doc("frames of the clip, 4n+1 for SteadyDancer (5 to 321)")]
@@ -46,9 +50,6 @@ DANCE_WORKFLOWS = ("steadydancer-dance", "steadydancer-official")
 LayerLimit = Annotated[
     float,
     Doc("the registry's per-layer limit in GB, for one this module does not know (0: known)"),
-]
-EnableFlashAttn = Annotated[
-    bool, Doc("false forces the xformers branch, like the seed's ENABLE_FLASH_ATTN=false")
 ]
 BakeModels = Annotated[
     bool, Doc("put the models in the image; false leaves them out, for pods with a model volume")
@@ -63,7 +64,7 @@ def source_workflows() -> Path:
     return Path(__file__).resolve().parents[1] / "workflows"
 
 
-DANCE_OWN = {"frames", "width", "height", "steps", "seed", "prompt"}
+DANCE_OWN = {"frames", "width", "height", "steps", "seed", "prompt", "negative_prompt"}
 """Workflow parameters `dance` takes as arguments of its own (and the two files)."""
 
 
@@ -71,6 +72,13 @@ def extra_values(workflow: workflows.Workflow, pairs: list[str]) -> dict[str, ob
     """`--set NAME=VALUE` pairs as typed values; one `dance` takes itself is refused by name."""
     from steadydancer import smoke
 
+    split = [pair for pair in pairs if "=" not in pair]
+    if split:
+        # The CLI reads a list argument as comma-separated values: "a=b, c" arrives as two.
+        raise InputError(
+            f"--set {split[0]!r} is not NAME=VALUE: the Dagger CLI splits --set at commas, so "
+            "free text goes in --prompt or --negative-prompt"
+        )
     try:
         extra = smoke.parse_sets(pairs, workflow)
     except smoke.SmokeError as exc:
@@ -79,8 +87,8 @@ def extra_values(workflow: workflows.Workflow, pairs: list[str]) -> dict[str, ob
     if own:
         raise InputError(
             f"--set {', '.join(own)}: give {'it' if len(own) == 1 else 'them'} with dance's own "
-            "arguments (--frames, --width, --height, --steps, --seed, --prompt, --reference, "
-            "--driving)"
+            "arguments (--frames, --width, --height, --steps, --seed, --prompt, "
+            "--negative-prompt, --reference, --driving)"
         )
     return extra
 
@@ -103,7 +111,6 @@ def _options(
     variant: str,
     profile: ProfileName,
     attention: AttentionMode,
-    enable_flash_attn: bool = True,
     bake_models: bool = True,
 ) -> BuildOptions:
     """The arguments of a build, checked (InputError names the first bad one)."""
@@ -111,9 +118,15 @@ def _options(
         variant_name=variant,
         profile_name=profile.value,
         attention_mode=attention.value,
-        enable_flash_attn=enable_flash_attn,
         bake_models=bake_models,
     )
+
+
+def smoke_options(
+    variant: str, profile: ProfileName, attention: AttentionMode, bake_models: bool, tier: Tier
+) -> BuildOptions:
+    """The smoke test's build: the boot tier proves CUDA and the nodes, so it bakes no models."""
+    return _options(variant, profile, attention, bake_models=bake_models and tier != Tier.boot)
 
 
 async def _image(options: BuildOptions, hf_token: dagger.Secret | None) -> dagger.Container:
@@ -131,15 +144,17 @@ async def _served_run(
     inputs: on_engine.Inputs | None = None,
 ) -> dagger.Container:
     """The client's run beside the image served with every GPU; its report when it fails."""
+    models = tier != Tier.boot.value
     run = on_engine.client(
         built,
-        on_engine.service(built),
+        on_engine.service(built, models),
         workflow,
         tier,
         options.variant,
         sets,
         str(time.time_ns()),
-        options.bake_models,
+        # Without its model step the boot fetches nothing: the short wait.
+        options.bake_models or not models,
         inputs,
     )
     if await run.exit_code() != 0:
@@ -152,15 +167,10 @@ async def _after_attention(
     layer: Callable[[pins.Profile, AttentionPlan], dagger.Container],
     profile: ProfileName,
     attention: AttentionMode,
-    enable_flash_attn: bool,
 ) -> dagger.Container:
     """A layer from the attention layer on: the branch is chosen first."""
     with reported():
-        options = BuildOptions.parse(
-            profile_name=profile.value,
-            attention_mode=attention.value,
-            enable_flash_attn=enable_flash_attn,
-        )
+        options = BuildOptions.parse(profile_name=profile.value, attention_mode=attention.value)
         return layer(options.profile, await _plan(options))
 
 
@@ -204,7 +214,7 @@ class SteadyDancer:
 
     @function
     def base(self, profile: Profile = DEFAULT_PROFILE) -> dagger.Container:
-        """Layer 1: CUDA devel image, system packages, Python 3.11 venv and uv."""
+        """Layer 1: CUDA runtime base image, system packages, Python 3.11 venv and uv."""
         with reported():
             return image.base_layer(BuildOptions.parse(profile_name=profile.value).profile)
 
@@ -226,30 +236,27 @@ class SteadyDancer:
         self,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 4: openmmlab plus flash-attn (wheel, else source build) or xformers."""
-        return await _after_attention(image.attention_layer, profile, attention, enable_flash_attn)
+        return await _after_attention(image.attention_layer, profile, attention)
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def comfyui(
         self,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 6 (after the models in a build): ComfyUI at its pinned commit, its requirements."""
-        return await _after_attention(image.comfyui_layer, profile, attention, enable_flash_attn)
+        return await _after_attention(image.comfyui_layer, profile, attention)
 
     @function(cache="session")  # type: ignore[call-overload, untyped-decorator]
     async def nodes(
         self,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
     ) -> dagger.Container:
         """Layer 7: comfyui plus the four SteadyDancer node packs at their pinned commits."""
-        return await _after_attention(image.nodes_layer, profile, attention, enable_flash_attn)
+        return await _after_attention(image.nodes_layer, profile, attention)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
     async def check_models(
@@ -289,13 +296,12 @@ class SteadyDancer:
         variant: Variant = catalog.DEFAULT_VARIANT,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
         bake_models: BakeModels = True,
         hf_token: HfToken = None,
     ) -> dagger.Container:
         """The whole image: every layer, then docker/, workflows/, port 8188 and the entrypoint."""
         with reported():
-            options = _options(variant, profile, attention, enable_flash_attn, bake_models)
+            options = _options(variant, profile, attention, bake_models)
             return await _image(options, hf_token)
 
     @function(cache="never")  # type: ignore[call-overload, untyped-decorator]
@@ -322,7 +328,7 @@ class SteadyDancer:
     ) -> dagger.Directory:
         """Serve the image on the engine's GPUs, run the smoke client; the video(s) and report."""
         with reported():
-            options = _options(variant, profile, attention, bake_models=bake_models)
+            options = smoke_options(variant, profile, attention, bake_models, tier)
             if workflow not in workflows.names(source_workflows()):
                 known = ", ".join(workflows.names(source_workflows()))
                 raise InputError(f"unknown workflow {workflow!r}; accepted: {known}")
@@ -355,11 +361,14 @@ class SteadyDancer:
         steps: Steps = 4,
         seed: Annotated[int, Doc("sampling seed")] = 42,
         prompt: Annotated[str, Doc("what the clip shows, in words")] = "",
+        negative_prompt: Annotated[
+            str, Doc("what the clip should not show, in words (the workflow's own when empty)")
+        ] = "",
         set_: Annotated[
             list[str] | None,
             Doc(
                 "another workflow parameter, NAME=VALUE (repeatable), e.g. cfg=5 or "
-                "lora_strength=0 for steadydancer-official"
+                "lora_strength=0 for steadydancer-official; the CLI splits values at commas"
             ),
         ] = None,
         profile: Profile = DEFAULT_PROFILE,
@@ -379,6 +388,8 @@ class SteadyDancer:
             }  # fmt: skip
             if prompt:
                 values["prompt"] = prompt
+            if negative_prompt:
+                values["negative_prompt"] = negative_prompt
             loaded = workflows.load(workflow, source_workflows())
             values.update(extra_values(loaded, set_ or []))
             workflows.check_values(loaded, values)
@@ -407,7 +418,11 @@ class SteadyDancer:
         attention: Attention = AttentionMode.auto,
         bake_models: BakeModels = True,
         registry: Annotated[
-            str, Doc("an image address: check each layer against that registry's limit")
+            str,
+            Doc(
+                "an image address or a registry's host (ghcr.io): check each layer against "
+                "that registry's limit"
+            ),
         ] = "",
         layer_limit_gb: LayerLimit = 0.0,
     ) -> str:
@@ -423,7 +438,6 @@ class SteadyDancer:
         variant: Variant = catalog.DEFAULT_VARIANT,
         profile: Profile = DEFAULT_PROFILE,
         attention: Attention = AttentionMode.auto,
-        enable_flash_attn: EnableFlashAttn = True,
         bake_models: BakeModels = True,
         hf_token: HfToken = None,
         username: Annotated[str, Doc("registry user name, with --password")] = "",
@@ -434,7 +448,11 @@ class SteadyDancer:
     ) -> str:
         """Build and push the image, after checking every layer fits the registry's limit."""
         with reported():
-            options = _options(variant, profile, attention, enable_flash_attn, bake_models)
+            options = _options(variant, profile, attention, bake_models)
+            try:
+                registries.image_address(address)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
             target = registries.registry_for(address, layer_limit_gb)
             refused = registries.refusal(address, options.variant, target)
             if options.bake_models and refused:

@@ -28,14 +28,8 @@ def variant(name: str) -> str:
     return _choose("variant", name, sorted(catalog.VARIANTS))
 
 
-def attention(mode: str, enable_flash_attn: bool = True) -> str:
-    _choose("attention mode", mode, list(MODES))
-    if mode == "flash" and not enable_flash_attn:
-        raise InputError(
-            "--attention flash contradicts --enable-flash-attn=false (ENABLE_FLASH_ATTN=false); "
-            "drop one of them"
-        )
-    return mode
+def attention(mode: str) -> str:
+    return _choose("attention mode", mode, list(MODES))
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,6 @@ class BuildOptions:
     variant: str
     profile: pins.Profile
     attention: str
-    enable_flash_attn: bool
     bake_models: bool
 
     @classmethod
@@ -52,14 +45,12 @@ class BuildOptions:
         variant_name: str = catalog.DEFAULT_VARIANT,
         profile_name: str = pins.DEFAULT_PROFILE,
         attention_mode: str = "auto",
-        enable_flash_attn: bool = True,
         bake_models: bool = True,
     ) -> BuildOptions:
         """Check every argument; the first bad one raises InputError."""
         return cls(
             variant=variant(variant_name),
             profile=profile(profile_name),
-            attention=attention(attention_mode, enable_flash_attn),
-            enable_flash_attn=enable_flash_attn,
+            attention=attention(attention_mode),
             bake_models=bake_models,
         )

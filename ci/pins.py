@@ -1,7 +1,7 @@
 """Every version the image is built from, each with the reason it was chosen.
 
 This is the one place for pins: the layers, the offline plan and the tests read
-them from here. Sources for the reasons are in the README's "Pins" section.
+them from here. Sources for the reasons are in docs/image.md, "Pins".
 """
 
 from __future__ import annotations
@@ -359,6 +359,15 @@ def table() -> list[tuple[str, str, str]]:
     return rows
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print every pin with the reason it was chosen.")
+    parser.parse_args(argv)
     for component, value, reason in table():
         print(f"{component:32} {value:44} {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

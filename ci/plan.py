@@ -33,7 +33,7 @@ def _env(env: dict[str, str]) -> str:
 
 def _attention(options: BuildOptions) -> list[str]:
     xformers = f"{pins.XFORMERS.requirement} from PyPI"
-    if options.attention == "xformers" or not options.enable_flash_attn:
+    if options.attention == attention_layer.XFORMERS:
         return [xformers]
     url = attention_layer.flash_attn_wheel_url(options.profile)
     source_build = (
@@ -41,7 +41,9 @@ def _attention(options: BuildOptions) -> list[str]:
         f"({_env(attention_layer.FLASH_BUILD_ENV)}, stopped after "
         f"{pins.FLASH_ATTN_BUILD_TIMEOUT_S // 3600} h)"
     )
-    last = "else the build fails" if options.attention == "flash" else f"else {xformers}"
+    last = (
+        "else the build fails" if options.attention == attention_layer.FLASH else f"else {xformers}"
+    )
     return [f"flash-attn wheel {url}", source_build, last]
 
 
@@ -142,7 +144,16 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
     return plan
 
 
-def render(options: BuildOptions, registry: str | None = None, layer_limit_gb: float = 0) -> str:
+CLI_NO_BAKE = "--no-bake-models"
+"""This command's spelling of leaving the models out (dagger call: --bake-models=false)."""
+
+
+def render(
+    options: BuildOptions,
+    registry: str | None = None,
+    layer_limit_gb: float = 0,
+    no_bake: str = registries.DAGGER_NO_BAKE,
+) -> str:
     baked = "baked" if options.bake_models else "fetched at boot"
     lines = [
         f"steady-dancer build: variant {options.variant}, profile {options.profile.name}, "
@@ -167,7 +178,7 @@ def render(options: BuildOptions, registry: str | None = None, layer_limit_gb: f
         lines += [
             f"  {line}"
             for line in registries.report(
-                registry, options.variant, options.bake_models, layer_limit_gb
+                registry, options.variant, options.bake_models, layer_limit_gb, no_bake
             )
         ]
     return "\n".join(lines)
@@ -197,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--registry",
         metavar="ADDRESS",
-        help="an image address (ghcr.io/me/steadydancer:fp8): check each layer against that "
-        "registry's per-layer limit",
+        help="an image address (ghcr.io/me/steadydancer:fp8) or a registry's host (ghcr.io): "
+        "check each layer against that registry's per-layer limit",
     )
     parser.add_argument(
         "--layer-limit-gb",
@@ -219,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(render(options, args.registry, args.layer_limit_gb))
+    print(render(options, args.registry, args.layer_limit_gb, CLI_NO_BAKE))
     return 0
 
 

@@ -57,12 +57,34 @@ DEFAULT = Registry(
 )
 
 
+DAGGER_NO_BAKE = "--bake-models=false"
+"""How `dagger call` spells leaving the models out; `python -m ci.plan` says --no-bake-models."""
+
+
+def bare_host(address: str) -> bool:
+    """A registry's host alone (`ghcr.io`, `myregistry.local:5000`), not an image address."""
+    return "/" not in address and ("." in address.split(":", 1)[0] or address == "localhost")
+
+
 def host_of(address: str) -> str:
-    """The registry host of an image address, as `docker push` reads it."""
+    """The registry host of an image address, as `docker push` reads it; a bare host is
+    taken as the registry it names (plan --registry ghcr.io)."""
     first = address.split("/", 1)[0]
+    if bare_host(address):
+        return address
     if "/" not in address or ("." not in first and ":" not in first and first != "localhost"):
         return "docker.io"
     return first
+
+
+def image_address(address: str) -> str:
+    """An address `publish` can push to; a bare registry host is refused, naming the form."""
+    if not address or bare_host(address):
+        raise ValueError(
+            f"{address!r} is not an image address: give the registry, repository and tag, "
+            f"e.g. {address or 'ghcr.io'}/OWNER/steadydancer:fp8"
+        )
+    return address
 
 
 def registry_for(address: str, layer_limit_gb: float = 0) -> Registry:
@@ -90,7 +112,9 @@ def unsized(variant: str) -> list[catalog.ModelFile]:
     return [entry for entry in catalog.files_for(variant) if entry.size is None]
 
 
-def refusal(address: str, variant: str, registry: Registry) -> str | None:
+def refusal(
+    address: str, variant: str, registry: Registry, no_bake: str = DAGGER_NO_BAKE
+) -> str | None:
     """Why a baked image of `variant` cannot go to `address`, with the ways out; None if it can."""
     too_large = oversized(variant, registry)
     if not too_large:
@@ -101,12 +125,18 @@ def refusal(address: str, variant: str, registry: Registry) -> str | None:
     return (
         f"{address}: {registry.name} takes at most {registry.layer_limit / GB:.1f} GB per layer "
         f"({registry.source}), and each model file is one layer: {files} cannot go. Publish "
-        "with --bake-models=false (the pod fetches the models to its volume at its first boot), "
+        f"with {no_bake} (the pod fetches the models to its volume at its first boot), "
         "or to a registry that accepts the layer (Amazon ECR takes 54.5 GB)"
     )
 
 
-def report(address: str, variant: str, baked: bool, layer_limit_gb: float = 0) -> list[str]:
+def report(
+    address: str,
+    variant: str,
+    baked: bool,
+    layer_limit_gb: float = 0,
+    no_bake: str = DAGGER_NO_BAKE,
+) -> list[str]:
     """What plan says of a publish to `address`: the limit, and each model layer against it."""
     registry = registry_for(address, layer_limit_gb)
     lines = [
@@ -124,6 +154,6 @@ def report(address: str, variant: str, baked: bool, layer_limit_gb: float = 0) -
             verdict = "fits"
         shown = f"{entry.size / GB:6.2f} GB" if entry.size else "      ? GB"
         lines.append(f"  {shown}  {entry.filename}: {verdict}")
-    if refusal(address, variant, registry):
-        lines.append("publish would be refused before pushing: use --bake-models=false or ECR")
+    if refusal(address, variant, registry, no_bake):
+        lines.append(f"publish would be refused before pushing: use {no_bake} or ECR")
     return lines

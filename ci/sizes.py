@@ -165,10 +165,21 @@ def summary(profile: pins.Profile, variant: str, attention: str, baked: bool) ->
         note = f" (not counted: {', '.join(layer.unknown)})" if layer.unknown else ""
         lines.append(f"{layer.size / 1e9:6.2f} GB  {layer.name}{note}")
     total = sum(layer.size for layer in layers)
-    verdict = "within" if total < GOAL_BYTES else "OVER"
+    unsized = [layer.name.removeprefix("model ") for layer in models if "size" in layer.unknown]
+    goal = f"the {GOAL_BYTES / 1e9:.0f} GB goal"
+    if total >= GOAL_BYTES:
+        verdict = f"in all, OVER {goal}"
+    elif unsized:
+        # A file of unknown size may hold anything: the total is a floor, the verdict unknown.
+        verdict = (
+            f"in all and more: {len(unsized)} model file(s) of unknown size ({', '.join(unsized)}),"
+            f" so whether it is within {goal} is unknown"
+        )
+    else:
+        verdict = f"in all, within {goal}"
     lines.append(
-        f"{total / 1e9:6.2f} GB  in all, {verdict} the {GOAL_BYTES / 1e9:.0f} GB goal, "
-        f"plus the {profile.runtime_image} image and the apt packages (not estimated here)"
+        f"{total / 1e9:6.2f} GB  {verdict}, plus the {profile.runtime_image} image and the apt "
+        "packages (not estimated here)"
     )
     if not load(profile.name):
         lines.insert(0, f"no {sizes_path(profile.name).name} yet: Python layers count 0")

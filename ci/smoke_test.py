@@ -65,12 +65,15 @@ READY_TIMEOUT_S = {True: 900, False: 3 * 3600}
 28 GB to the volume. The client, not the engine, owns readiness: see service()."""
 
 
-def service(image: dagger.Container) -> dagger.Service:
-    """ComfyUI started by the image's entrypoint, with all of the engine's GPUs.
+def service(image: dagger.Container, models: bool = True) -> dagger.Service:
+    """ComfyUI started by the image's entrypoint, with all of the engine's GPUs; without
+    `models`, its model step is off (the boot tier needs none).
 
     The engine's own health check of an exposed port gives up after its backoff (15 minutes
     at most), which a boot that fetches the models outlasts; the smoke client waits instead.
     """
+    if not models:
+        image = image.with_env_variable("ENABLE_STEADYDANCER", "false")
     return (
         image.without_exposed_port(paths.COMFYUI_PORT)
         .with_exposed_port(paths.COMFYUI_PORT, experimental_skip_healthcheck=True)

@@ -8,6 +8,10 @@ answer is given by the test probe, which records what it was asked to build.
 
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
+
 import anyio
 import pytest
 from dagger.mod import default_module
@@ -53,13 +57,13 @@ def releases_with_wheel(present: bool) -> Routes:
     return routes
 
 
-def choose(mode: str, probe: attention.Probe, enable: bool = True) -> attention.AttentionPlan:
+def choose(mode: str, probe: attention.Probe) -> attention.AttentionPlan:
     from ci.image import torch_layer
 
-    return anyio.run(attention.choose, mode, enable, PROFILE, torch_layer(PROFILE), probe)
+    return anyio.run(attention.choose, mode, PROFILE, torch_layer(PROFILE), probe)
 
 
-@pytest.mark.parametrize("mode", ["auto", "flash"])
+@pytest.mark.parametrize("mode", ["auto", "flash_attn_2"])
 def test_existing_wheel_is_taken(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     routes = releases_with_wheel(present=True)
     with serve(routes) as url:
@@ -92,9 +96,9 @@ def test_forced_flash_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     with serve(releases_with_wheel(present=False)) as url:
         monkeypatch.setattr(pins, "FLASH_ATTN_RELEASES", f"{url}/releases")
         with pytest.raises(
-            attention.AttentionUnavailable, match="--attention flash: no flash-attn wheel"
+            attention.AttentionUnavailable, match="--attention flash_attn_2: no flash-attn wheel"
         ):
-            choose("flash", LocalProbe(build_succeeds=False))
+            choose("flash_attn_2", LocalProbe(build_succeeds=False))
 
 
 def test_unreachable_release_host_counts_as_no_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,11 +109,33 @@ def test_unreachable_release_host_counts_as_no_wheel(monkeypatch: pytest.MonkeyP
     assert plan.backend == "xformers"
 
 
-@pytest.mark.parametrize(("mode", "enable"), [("xformers", True), ("auto", False)])
-def test_xformers_asked_for_asks_nothing(mode: str, enable: bool) -> None:
+def test_xformers_asked_for_asks_nothing() -> None:
     probe = LocalProbe(build_succeeds=True)
-    plan = choose(mode, probe, enable)
+    plan = choose("xformers", probe)
     assert plan.backend == "xformers" and probe.asked_to_build == []
+
+
+def test_one_attention_option_one_spelling_everywhere() -> None:
+    """The module's --attention names the branches as the image records them and the smoke
+    client takes them; the seed's ENABLE_FLASH_ATTN=false is --attention xformers."""
+    from steadydancer import entrypoint, workflows
+
+    from ci.choices import AttentionMode
+
+    branches = [mode for mode in attention.MODES if mode != "auto"]
+    assert [member.name for member in AttentionMode] == list(attention.MODES)
+    assert set(branches) <= set(workflows.ATTENTION_MODE) == set(entrypoint.ATTENTION_FLAGS)
+    assert {attention.FLASH, attention.XFORMERS} == set(branches)
+    signatures = [inspect.signature(f) for f in vars(ci.main.SteadyDancer).values() if callable(f)]
+    assert not any("enable_flash_attn" in s.parameters for s in signatures)
+    refused = subprocess.run(
+        [sys.executable, "-m", "ci.plan", "--attention", "flash"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "unknown attention mode 'flash'; accepted: auto, flash_attn_2, xformers" in (
+        refused.stderr
+    )
 
 
 def call(function: str, **inputs: object):

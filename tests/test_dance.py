@@ -6,6 +6,7 @@ files made by the tests.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import subprocess
@@ -137,3 +138,16 @@ def test_other_parameters_are_typed_and_the_functions_own_are_refused() -> None:
         main.extra_values(workflows.load("steadydancer-dance"), ["cfg=5"])
     with pytest.raises(InputError, match=r"^--set cfg=high: cfg must be float"):
         main.extra_values(official, ["cfg=high"])
+
+
+def test_free_text_has_arguments_of_its_own_as_the_cli_splits_set_at_commas() -> None:
+    """`--set "negative_prompt=blurry, static"` reaches the module as two items (the CLI reads
+    list flags as comma-separated values): the stray half is refused, naming the way out."""
+    dance = workflows.load("steadydancer-dance")
+    refused = r"^--set ' static' is not NAME=VALUE: .*--negative-prompt"
+    with pytest.raises(InputError, match=refused):
+        main.extra_values(dance, ["negative_prompt=blurry", " static"])
+    with pytest.raises(InputError, match=r"^--set negative_prompt: give it with dance's own"):
+        main.extra_values(dance, ["negative_prompt=blurry"])
+    params = inspect.signature(main.SteadyDancer.dance).parameters
+    assert params["negative_prompt"].default == "" and params["prompt"].default == ""

@@ -365,6 +365,7 @@ def test_the_pack_folder_holds_only_the_pack() -> None:
         "__init__.py",
         "detect.py",
         "draw.py",
+        "example_workflows",
         "pack.py",
     ]
 

@@ -50,7 +50,7 @@ def test_plan_names_every_pin() -> None:
 
 def test_forced_branches_show_only_what_they_install() -> None:
     assert "flash-attn wheel" not in render(BuildOptions.parse(attention_mode="xformers"))
-    assert "else the build fails" in render(BuildOptions.parse(attention_mode="flash"))
+    assert "else the build fails" in render(BuildOptions.parse(attention_mode="flash_attn_2"))
 
 
 def test_plan_runs_as_a_command_and_as_a_dagger_function() -> None:

@@ -204,7 +204,8 @@ def compose_for_this_machine(compose: list[str], directory: Path) -> list[str]:
     service = config["services"]["steadydancer"]
     devices = service["deploy"]["resources"]["reservations"].pop("devices")
     assert devices[0]["capabilities"] == ["gpu"]
-    service["environment"].update(settings["environment"])
+    # A name without a value is passed from compose's own environment when set there.
+    service["environment"] = {**dict.fromkeys(service["environment"]), **settings["environment"]}
     service["healthcheck"].update(settings["healthcheck"])
     copy = directory / "docker-compose.cpu.yml"
     copy.write_text(yaml.safe_dump(config))

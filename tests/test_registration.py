@@ -137,7 +137,6 @@ def test_build_arguments_and_defaults(registration) -> None:
         "variant": '"fp8"',
         "profile": '"cu124"',
         "attention": '"auto"',
-        "enable_flash_attn": "true",
         "bake_models": "true",
         "hf_token": "null",
     }

@@ -10,7 +10,7 @@ import pytest
 from dagger.mod import default_module
 from dagger.mod._exceptions import FunctionError
 
-import ci.main  # noqa: F401  (registers the functions)
+import ci.main
 from ci import registries
 from tests.dagger_offline import REPO
 
@@ -25,6 +25,10 @@ DIT = "Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors"
         ("123456789012.dkr.ecr.us-east-1.amazonaws.com/sd:fp8", None, 54.525952),
         ("me/steadydancer:fp8", "docker.io", 10.0),
         ("localhost:5000/sd", "localhost:5000", 10.0),
+        # A bare host names the registry, not an image called "ghcr.io" on docker.io.
+        ("ghcr.io", "ghcr.io", 10.0),
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com", None, 54.525952),
+        ("ubuntu:22.04", "docker.io", 10.0),
     ],
 )
 def test_each_address_finds_its_registry_and_limit(
@@ -82,3 +86,15 @@ def test_plan_says_which_layers_fit_a_registry() -> None:
         check=True,
     )
     assert "models are not baked: no model layer to push" in unbaked.stdout
+    # Each command speaks its own spelling of leaving the models out.
+    assert "use --no-bake-models or ECR" in result.stdout and "=false" not in result.stdout
+    dagger_plan = ci.main.SteadyDancer().plan(registry="ghcr.io")
+    assert "GitHub Container registry" in dagger_plan and "use --bake-models=false" in dagger_plan
+
+
+def test_publish_refuses_a_bare_registry_host() -> None:
+    with pytest.raises(FunctionError, match=r"^'ghcr.io' is not an image address: .*ghcr.io/OWNER"):
+        anyio.run(
+            default_module().get_structured_result,
+            "SteadyDancer", {}, "publish", {"address": "ghcr.io", "bake_models": False},
+        )  # fmt: skip

@@ -6,10 +6,12 @@ import anyio
 import pytest
 from dagger.mod import default_module
 from dagger.mod._exceptions import FunctionError
+from steadydancer import catalog
 
-import ci.main  # noqa: F401  (registers the functions)
+import ci.main
 from ci import image
 from ci import smoke_test as on_engine
+from ci.choices import AttentionMode, ProfileName, Tier
 from ci.options import BuildOptions
 from tests.conftest import PLANS
 from tests.dagger_offline import describe, execs, fields, ops, render
@@ -96,3 +98,18 @@ def test_the_client_not_the_engine_owns_readiness() -> None:
 def test_the_image_lets_its_preflight_explain_an_old_driver() -> None:
     built, _, _ = smoke_chain()
     assert ("withEnvVariable", {"name": "NVIDIA_DISABLE_REQUIRE", "value": "1"}) in ops(built)
+
+
+def test_the_boot_tier_builds_and_boots_without_models() -> None:
+    """`--tier boot` checks CUDA and the nodes: no 28 GB baked, none fetched at its boot."""
+    boot = ci.main.smoke_options("fp8", ProfileName.cu124, AttentionMode.auto, True, Tier.boot)
+    full = ci.main.smoke_options("fp8", ProfileName.cu124, AttentionMode.auto, True, Tier.generate)
+    assert (boot.bake_models, full.bake_models) == (False, True)
+    built = image.image(boot, PLANS["wheel"])
+    baked = image.image(full, PLANS["wheel"])
+    names = [entry.filename for entry in catalog.files_for("fp8")]
+    assert all(name in describe(baked) for name in names)
+    assert not any(name in describe(built) for name in names)
+    off = ("withEnvVariable", {"name": "ENABLE_STEADYDANCER", "value": "false"})
+    assert off in ops(on_engine.service(built, models=False))
+    assert off not in ops(on_engine.service(baked))

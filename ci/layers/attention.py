@@ -17,9 +17,11 @@ from ci.installs import Installer
 from ci.layers.openmmlab import builder, compile_wheel, install_local_wheel, wheel_key
 from ci.lock import FLASH_ATTN_RUNTIME
 
-MODES = ("auto", "flash", "xformers")
 FLASH = "flash_attn_2"
 XFORMERS = "xformers"
+MODES = ("auto", FLASH, XFORMERS)
+"""What --attention takes: the image's own names of the branches (STEADYDANCER_ATTENTION,
+the smoke client's --attention), and auto."""
 ENV_VAR = "STEADYDANCER_ATTENTION"
 
 
@@ -110,23 +112,21 @@ class EngineProbe:
 
 async def choose(
     mode: str,
-    enable_flash_attn: bool,
     profile: pins.Profile,
     torch_layer: dagger.Container,
     probe: Probe,
 ) -> AttentionPlan:
-    """Decide the branch: `flash` never falls back, `xformers` never tries flash-attn."""
-    if mode == "xformers" or not enable_flash_attn:
-        why = "--attention xformers" if mode == "xformers" else "ENABLE_FLASH_ATTN=false"
-        return AttentionPlan(XFORMERS, "pypi", f"{why} asked for xformers")
+    """Decide the branch: `flash_attn_2` never falls back, `xformers` never tries flash-attn."""
+    if mode == XFORMERS:
+        return AttentionPlan(XFORMERS, "pypi", "--attention xformers asked for xformers")
     url = flash_attn_wheel_url(profile)
     if await probe.wheel_available(url):
         return AttentionPlan(FLASH, "wheel", "the release wheel for this tuple exists", url)
     if await probe.builds(flash_attn_source_wheel(torch_layer, profile)):
         return AttentionPlan(FLASH, "source", f"no release wheel at {url}; built from source")
-    if mode == "flash":
+    if mode == FLASH:
         raise AttentionUnavailable(
-            f"--attention flash: no flash-attn wheel at {url} and the source build failed; "
+            f"--attention {FLASH}: no flash-attn wheel at {url} and the source build failed; "
             "use --attention auto to fall back to xformers, or --attention xformers"
         )
     return AttentionPlan(XFORMERS, "pypi", f"no release wheel at {url} and the source build failed")

@@ -17,6 +17,7 @@ Environment:
   RUNPOD_WEBHOOK_GET_JOB    set by RunPod on serverless workers: the job handler starts too
   COMFYUI_ARGS              extra ComfyUI arguments, split like a shell would
   HF_TOKEN                  for gated model repositories (never printed)
+  PUBLIC_KEY                OpenSSH public key(s), one a line: sshd starts and takes them
 
 Usage: python -m steadydancer.entrypoint [--check] [COMMAND...]
   --check    preflight and probe only
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from steadydancer import catalog, fetch_models, gpu_check, runpod, storage
+from steadydancer import catalog, fetch_models, gpu_check, runpod, storage, workflows
 
 DEFAULT_COMFYUI_DIR = "/opt/ComfyUI"
 DEFAULT_PORT = "8188"
@@ -155,6 +156,10 @@ class Boot:
         yaml = self.comfyui_dir / "extra_model_paths.yaml"
         if storage.write_if_changed(yaml, storage.extra_model_paths(layout)):
             log(f"storage: wrote {yaml}")
+        variant = self.env.get("STEADYDANCER_VARIANT", catalog.DEFAULT_VARIANT)
+        ui = Path(self.env.get("STEADYDANCER_WORKFLOWS") or workflows.WORKFLOWS_DIR, "ui")
+        for path in storage.install_workflows(layout, ui / variant):
+            log(f"storage: {path} in ComfyUI's workflow browser")
         return layout
 
     def models(self, layout: storage.Layout) -> None:

@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -468,15 +469,15 @@ def run(
     variant: str,
     attention: str | None,
     sets: list[str],
-    out: Path,
+    out: Path | None,
     ready_timeout: float,
     run_timeout: float,
     check_only: bool = False,
 ) -> Report:
     """The smoke test against `url`; with check_only, the checks made before the first request
-    alone (parameters, variant, inputs), and nothing sent."""
+    alone (parameters, variant, inputs), and nothing sent. The report goes to `out` (None:
+    only a check, which writes nothing)."""
     report = Report(url, workflow_name, tier, variant, attention)
-    out.mkdir(parents=True, exist_ok=True)
     comfy = Comfy(url)
     clock = time.monotonic()
 
@@ -508,6 +509,9 @@ def run(
         if check_only:
             report.status = "checked"
             return report
+        if out is None:
+            raise SmokeError("inputs", "a run needs --out, the folder for its videos")
+        out.mkdir(parents=True, exist_ok=True)
         needed = set(STEADYDANCER_NODES) if tier == "boot" else workflow.class_types
         stats, _ = comfy.wait_ready(ready_timeout, needed)
         lap("ready")
@@ -562,7 +566,9 @@ def run(
         raise
     finally:
         comfy.close()
-        (out / "report.json").write_text(json.dumps(asdict(report), indent=1) + "\n")
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(asdict(report), indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -607,7 +613,10 @@ def main(argv: list[str] | None = None) -> int:
         "the workflow's .params.json lists them with their bounds",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("smoke-out"), help="folder for videos and report.json"
+        "--out",
+        type=Path,
+        help="folder for videos and report.json (default: a new folder under the system's "
+        "temporary directory, named at the end; with --check-only, none: nothing is written)",
     )
     parser.add_argument(
         "--ready-timeout",
@@ -624,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
         help="check the parameters and the given inputs, then stop: no request is sent",
     )
     args = parser.parse_args(argv)
+    if args.out is None and not args.check_only:
+        # Not the working directory: run from a checkout, it would land in the repository.
+        args.out = Path(tempfile.mkdtemp(prefix="steadydancer-smoke-"))
     signal.signal(signal.SIGTERM, stop_run)
     signal.signal(signal.SIGINT, stop_run)
     try:
@@ -643,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoke test {exc.message}; {args.out / 'report.json'} written", file=sys.stderr)
         return 128 + exc.signum
     except SmokeError as exc:
-        print(f"smoke test failed at {exc}", file=sys.stderr)
+        written = f"; {args.out / 'report.json'} written" if args.out else ""
+        print(f"smoke test failed at {exc}{written}", file=sys.stderr)
         return 1
     print(json.dumps(asdict(report), indent=1))
     if args.check_only:

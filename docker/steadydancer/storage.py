@@ -41,6 +41,11 @@ class Layout:
         """Where missing models are fetched to: the volume when there is one."""
         return self.data / "models" if self.data else self.baked_models
 
+    @property
+    def user(self) -> Path:
+        """ComfyUI's user directory: settings, and the workflows its browser lists."""
+        return self.data / "user" if self.data else self.comfyui / "user"
+
     def comfyui_args(self) -> list[str]:
         if self.data is None:
             return []
@@ -125,3 +130,20 @@ def write_if_changed(path: Path, text: str) -> bool:
     partial.write_text(text)
     os.replace(partial, path)
     return True
+
+
+def install_workflows(layout: Layout, source: Path) -> list[Path]:
+    """The editor-format workflows in `source` into the list of ComfyUI's workflow browser
+    (user/default/workflows), each only where no file of that name is: a person's edits stay.
+    Returns what was written."""
+    if not source.is_dir():
+        return []
+    target = layout.user / "default" / "workflows"
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(source.glob("*.json")):
+        destination = target / path.name
+        if not destination.exists():
+            write_if_changed(destination, path.read_text())
+            written.append(destination)
+    return written
