@@ -2,18 +2,21 @@
 
 Usage:
   python -m bench.gpu_render --comfyui DIR [--synthetic] [--variant fp8]
-      [--workflow steadydancer-pose] [--set NAME=VALUE]... [--out FILE.json]
+      [--workflow steadydancer-pose] [--set NAME=VALUE]... [--jobs 2] [--out FILE.json]
 
-Starts the ComfyUI tree DIR (the pinned ComfyUI with the pinned node packs in
-custom_nodes) on a free port, runs the image's GPU check and attention probe, then
-the project's smoke client with the workflow and parameters, and writes one JSON
-result: GPU, driver, torch and CUDA, attention backend, variant, size, steps, seconds
-per sampling step, time from server start to the verified video, peak VRAM (the
-sampler's own torch.cuda.max_memory_allocated, and nvidia-smi's device-wide peak),
-and the client's verification of the video. With --synthetic, the variant's files
-missing under DIR/models are first written with random values of the real shapes
-(bench.synthetic_weights), which renders at the real speed but shows noise; without
-it, the real files must be there.
+DIR is the pinned ComfyUI with the pinned node packs (python -m bench.trees lays it
+out). The bench puts this repository's docker/ on its own path and its children's, runs
+the image's GPU check and attention probes, times the bf16 forward floor of the render's
+shape (bench.floor, same machine, before the server takes the GPU), then starts ComfyUI
+on a free port and sends --jobs jobs through the smoke client: the first, then warm ones
+with a new seed and new inputs on the same server. Each job records its stages, every
+sampling step on the sampler's own tqdm clock to the millisecond (TQDM_ENV), the steady
+s/step (steps after the first), the sampler's peak memory, the speed settings chosen for
+the GPU and the path of its final latents (ComfyUI's SaveLatent, for bench.quality). A
+watchdog ends the run as soon as the server process dies. With --synthetic, the
+variant's missing files are first written with random values of the real shapes
+(bench.synthetic_weights, in a process of its own); without it, the real files must be
+there and the same command runs unchanged.
 """
 
 from __future__ import annotations
@@ -312,17 +315,29 @@ def main(argv: list[str] | None = None) -> int:
     result.update(versions(args.python))
     env = dict(os.environ)
     if args.synthetic:
+        # In a process of its own: the CUDA memory that drawing the values took is given back
+        # before the server starts, so nvidia-smi's device-wide peak is the server's alone.
+        writer = subprocess.run(
+            [
+                args.python,
+                "-m",
+                "bench.synthetic_weights",
+                "write",
+                "--models",
+                str(args.comfyui.resolve() / "models"),
+                "--variant",
+                args.variant,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        if writer.returncode:
+            print(writer.stderr.strip() or writer.stdout.strip(), file=sys.stderr)
+            return 2
+        written = writer.stdout.strip().splitlines()
         from bench import synthetic_weights
 
-        try:
-            written = list(
-                synthetic_weights.write_variant(
-                    args.comfyui / "models", args.variant, "cuda", synthetic_weights.load_spec()
-                )
-            )
-        except ValueError as exc:
-            print(exc, file=sys.stderr)
-            return 2
         tokenizer = (
             args.comfyui / "custom_nodes" / "ComfyUI-WanVideoWrapper" / "configs" / "T5_tokenizer"
         )

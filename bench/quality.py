@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     candidate = json.loads(args.candidate.read_text())
     for key in ("variant", "workflow"):
         if reference.get(key) != candidate.get(key):
-            print(f"{key} differs: {reference.get(key)} against {candidate.get(key)}",
-                  file=sys.stderr)
+            print(
+                f"{key} differs: {reference.get(key)} against {candidate.get(key)}", file=sys.stderr
+            )
             return 2
     jobs = []
     for ref, cand in zip(job_files(reference), job_files(candidate), strict=False):
