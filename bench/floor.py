@@ -21,12 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+DOCKER = str(Path(__file__).resolve().parents[1] / "docker")
+if DOCKER not in sys.path:
+    sys.path.insert(0, DOCKER)
+
+from steadydancer.vram import tokens  # noqa: E402
+
 DIM, HEADS, FFN, BLOCKS = 5120, 40, 13824, 40
 TEXT_TOKENS, IMAGE_TOKENS = 512, 257
-
-
-def tokens(width: int, height: int, frames: int) -> int:
-    return ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
 
 
 def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str, Any]:

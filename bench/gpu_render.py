@@ -112,16 +112,19 @@ def log_figures(log: str, steps: int) -> dict[str, Any]:
         "max_allocated_gib": None,
         "max_reserved_gib": None,
     }
+    current: dict[int, float] = {}
     elapsed: dict[int, float] = {}
     for match in STEP_BAR.finditer(log):
         done, total = int(match.group(1)), int(match.group(2))
         if total != steps:
             continue
         if done == 0:
-            elapsed = {0: 0.0}
-        elif elapsed:
-            elapsed[done] = float(match.group(3))
-    if all(k in elapsed for k in range(steps + 1)):
+            current = {0: 0.0}
+        elif current:
+            current[done] = float(match.group(3))
+            if done == steps and all(k in current for k in range(steps)):
+                elapsed = current
+    if elapsed:
         step_s = [round(elapsed[k] - elapsed[k - 1], 3) for k in range(1, steps + 1)]
         figures["step_s"] = step_s
         figures["sampling_s"] = round(elapsed[steps], 3)
