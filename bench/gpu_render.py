@@ -2,18 +2,21 @@
 
 Usage:
   python -m bench.gpu_render --comfyui DIR [--synthetic] [--variant fp8]
-      [--workflow steadydancer-pose] [--set NAME=VALUE]... [--out FILE.json]
+      [--workflow steadydancer-pose] [--set NAME=VALUE]... [--jobs 2] [--out FILE.json]
 
-Starts the ComfyUI tree DIR (the pinned ComfyUI with the pinned node packs in
-custom_nodes) on a free port, runs the image's GPU check and attention probe, then
-the project's smoke client with the workflow and parameters, and writes one JSON
-result: GPU, driver, torch and CUDA, attention backend, variant, size, steps, seconds
-per sampling step, time from server start to the verified video, peak VRAM (the
-sampler's own torch.cuda.max_memory_allocated, and nvidia-smi's device-wide peak),
-and the client's verification of the video. With --synthetic, the variant's files
-missing under DIR/models are first written with random values of the real shapes
-(bench.synthetic_weights), which renders at the real speed but shows noise; without
-it, the real files must be there.
+DIR is the pinned ComfyUI with the pinned node packs (python -m bench.trees lays it
+out). The bench puts this repository's docker/ on its own path and its children's, runs
+the image's GPU check and attention probes, times the bf16 forward floor of the render's
+shape (bench.floor, same machine, before the server takes the GPU), then starts ComfyUI
+on a free port and sends --jobs jobs through the smoke client: the first, then warm ones
+with a new seed and new inputs on the same server. Each job records its stages, every
+sampling step on the sampler's own tqdm clock to the millisecond (TQDM_ENV), the steady
+s/step (steps after the first), the sampler's peak memory, the speed settings chosen for
+the GPU and the path of its final latents (ComfyUI's SaveLatent, for bench.quality). A
+watchdog ends the run as soon as the server process dies. With --synthetic, the
+variant's missing files are first written with random values of the real shapes
+(bench.synthetic_weights, in a process of its own); without it, the real files must be
+there and the same command runs unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -31,10 +35,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steadydancer import catalog, smoke, workflows
+REPO = Path(__file__).resolve().parents[1]
+DOCKER = str(REPO / "docker")
+"""The image's programs (the steadydancer package), on this process's path and its children's."""
+for entry in (DOCKER, str(REPO)):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [DOCKER, os.environ.get("PYTHONPATH")]))
 
-STEP_BAR = re.compile(r"(\d+)/(\d+) \[(\d+):(\d+)<[^,\]]*,\s*([\d.]+)s/it\]")
-"""tqdm's progress line: done/total [mm:ss<left, rate s/it]."""
+from steadydancer import catalog, smoke, synthetic, workflows  # noqa: E402
+
+TQDM_ENV = {"TQDM_MININTERVAL": "0", "TQDM_BAR_FORMAT": "tqdm {n}/{total} {elapsed_s:.3f}s"}
+"""Every tqdm bar in the server prints each update with its own clock to the millisecond
+(tqdm reads TQDM_* variables as its defaults); the sampler's bar counts its steps."""
+STEP_BAR = re.compile(r"tqdm (\d+)/(\d+) ([\d.]+)s")
 SAMPLER_MEMORY = re.compile(r"Max (allocated|reserved) memory: max_\w+=([\d.]+) GB")
 """WanVideoWrapper's report of torch.cuda.max_memory_allocated/reserved (GiB) after sampling."""
 
@@ -86,37 +100,51 @@ class VramSampler:
         return self.peak_mib
 
 
-def log_figures(log: str, steps: int) -> dict[str, float | None]:
-    """What the ComfyUI log says of the last sampling of `steps` steps: its seconds (tqdm's
-    elapsed, whole seconds), tqdm's last smoothed rate, and the sampler's peak memory."""
-    figures: dict[str, float | None] = {
+def log_figures(log: str, steps: int) -> dict[str, Any]:
+    """What one job's slice of the ComfyUI log says of its sampling of `steps` steps: each
+    step's seconds on tqdm's clock (TQDM_ENV), their sum, the steady mean (steps after the
+    first, which carries warm-up), and the sampler's peak memory."""
+    figures: dict[str, Any] = {
+        "step_s": None,
         "sampling_s": None,
-        "tqdm_s_per_step": None,
+        "seconds_per_step": None,
+        "steady_s_per_step": None,
         "max_allocated_gib": None,
         "max_reserved_gib": None,
     }
+    current: dict[int, float] = {}
+    elapsed: dict[int, float] = {}
     for match in STEP_BAR.finditer(log):
-        done, total, minutes, seconds = (int(g) for g in match.groups()[:4])
-        if done == total == steps:
-            figures["sampling_s"] = float(minutes * 60 + seconds)
-            figures["tqdm_s_per_step"] = float(match.group(5))
+        done, total = int(match.group(1)), int(match.group(2))
+        if total != steps:
+            continue
+        if done == 0:
+            current = {0: 0.0}
+        elif current:
+            current[done] = float(match.group(3))
+            if done == steps and all(k in current for k in range(steps)):
+                elapsed = current
+    if elapsed:
+        step_s = [round(elapsed[k] - elapsed[k - 1], 3) for k in range(1, steps + 1)]
+        figures["step_s"] = step_s
+        figures["sampling_s"] = round(elapsed[steps], 3)
+        figures["seconds_per_step"] = round(elapsed[steps] / steps, 3)
+        steady = step_s[1:] or step_s
+        figures["steady_s_per_step"] = round(sum(steady) / len(steady), 3)
     for kind, gib in SAMPLER_MEMORY.findall(log):
         key = f"max_{kind}_gib"
         figures[key] = max(figures[key] or 0.0, float(gib))
-    sampling = figures["sampling_s"]
-    figures["seconds_per_step"] = round(sampling / steps, 2) if sampling is not None else None
     return figures
 
 
 def probe(python: str, module: str, env: dict[str, str], *args: str) -> dict[str, Any]:
     """One of the image's own checks, run with the ComfyUI interpreter; its output kept."""
-    docker = str(Path(__file__).resolve().parents[1] / "docker")
     result = subprocess.run(
         [python, "-m", f"steadydancer.{module}", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [docker, env.get("PYTHONPATH")]))},
+        env=env,
     )
     return {
         "command": shlex.join(["python", "-m", f"steadydancer.{module}", *args]),
@@ -165,8 +193,80 @@ def start_comfyui(
         cwd=comfyui,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **TQDM_ENV},
     )
+
+
+class Watchdog:
+    """Ends the run (SIGUSR1, which the smoke client turns into a stopped run) as soon as the
+    server process exits, instead of waiting out the ready or run timeout."""
+
+    def __init__(self, server: subprocess.Popen[bytes]) -> None:
+        self.server = server
+        self.died_with: int | None = None
+        self.done = threading.Event()
+        signal.signal(signal.SIGUSR1, smoke.stop_run)
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.done.wait(0.5):
+            code = self.server.poll()
+            if code is not None:
+                self.died_with = code
+                os.kill(os.getpid(), signal.SIGUSR1)
+                return
+
+
+def floor(python: str, width: int, height: int, frames: int) -> dict[str, Any]:
+    """bench.floor at the render's shape, on this machine, before the server takes the GPU."""
+    done = subprocess.run(
+        [
+            python,
+            "-m",
+            "bench.floor",
+            "--width",
+            str(width),
+            "--height",
+            str(height),
+            "--frames",
+            str(frames),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    if done.returncode:
+        return {"error": (done.stdout + done.stderr).strip().splitlines()[-5:]}
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
+
+
+def new_inputs(work: Path, width: int, height: int, frames: int, fps: int) -> list[str]:
+    """A warm job's inputs, unlike the first's: the reference mirrored, a longer pose video."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    image = ImageOps.mirror(Image.open(io.BytesIO(synthetic.reference_image(width, height))))
+    reference = work / "warm-reference.png"
+    image.save(reference)
+    pose = work / "warm-pose.mp4"
+    pose.write_bytes(synthetic.pose_video(width, height, frames + 8, fps))
+    return [f"reference_image={reference}", f"pose_video={pose}"]
+
+
+def latent_saver(prefix: str) -> Any:
+    """A prompt hook adding ComfyUI's SaveLatent on the sampler's output."""
+
+    def hook(prompt: dict[str, Any]) -> None:
+        sampler = next(k for k, n in prompt.items() if n["class_type"] == "WanVideoSampler")
+        prompt["bench-latent"] = {
+            "class_type": "SaveLatent",
+            "inputs": {"samples": [sampler, 0], "filename_prefix": prefix},
+        }
+
+    return hook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,14 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attention", default="sdpa", help="flash_attn_2, xformers or sdpa")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(
+        "--jobs", type=int, default=2, help="jobs on the one server: the first, then warm ones"
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the bf16 forward floor")
+    parser.add_argument(
         "--comfyui-arg",
         dest="comfy_args",
         action="append",
         default=[],
         help="an extra ComfyUI flag (repeatable)",
     )
+    parser.add_argument("--ready-timeout", type=float, default=600)
     parser.add_argument("--out", type=Path, default=Path("bench/results/gpu-render.json"))
-    parser.add_argument("--keep-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {
@@ -197,20 +301,46 @@ def main(argv: list[str] | None = None) -> int:
         "attention": args.attention,
         "weights": "synthetic (random values, real shapes)" if args.synthetic else "as found",
     }
+    workflow = workflows.load(args.workflow)
+    try:
+        values = smoke.parse_sets(args.sets, workflow)
+        workflows.check_values(workflow, values)
+    except (smoke.SmokeError, workflows.WorkflowError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    def setting(name: str) -> int:
+        return int(values.get(name, workflow.parameters[name].default))
+
+    steps, width, height = setting("steps"), setting("width"), setting("height")
+    frames, fps, seed = setting("frames"), setting("fps"), setting("seed")
+    result["parameters"] = values
     result.update(versions(args.python))
     env = dict(os.environ)
     if args.synthetic:
+        # In a process of its own: the CUDA memory that drawing the values took is given back
+        # before the server starts, so nvidia-smi's device-wide peak is the server's alone.
+        writer = subprocess.run(
+            [
+                args.python,
+                "-m",
+                "bench.synthetic_weights",
+                "write",
+                "--models",
+                str(args.comfyui.resolve() / "models"),
+                "--variant",
+                args.variant,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        if writer.returncode:
+            print(writer.stderr.strip() or writer.stdout.strip(), file=sys.stderr)
+            return 2
+        written = writer.stdout.strip().splitlines()
         from bench import synthetic_weights
 
-        try:
-            written = list(
-                synthetic_weights.write_variant(
-                    args.comfyui / "models", args.variant, "cuda", synthetic_weights.load_spec()
-                )
-            )
-        except ValueError as exc:
-            print(exc, file=sys.stderr)
-            return 2
         tokenizer = (
             args.comfyui / "custom_nodes" / "ComfyUI-WanVideoWrapper" / "configs" / "T5_tokenizer"
         )
@@ -226,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         branch: probe(args.python, "attention_probe", env, branch)
         for branch in ("flash_attn_2", "xformers", "sdpa")
     }
+    if not args.no_floor:
+        result["floor"] = floor(args.python, width, height, frames)
+        print(json.dumps({"floor": result["floor"]}), flush=True)
 
     work = args.out.with_suffix("")
     work.mkdir(parents=True, exist_ok=True)
@@ -234,52 +367,90 @@ def main(argv: list[str] | None = None) -> int:
     vram = VramSampler().start()
     started = time.monotonic()
     server = start_comfyui(args.comfyui, args.python, port, log_path, args.comfy_args)
+    watchdog = Watchdog(server)
+    jobs: list[dict[str, Any]] = []
     try:
-        report = smoke.run(
-            f"http://127.0.0.1:{port}",
-            args.workflow,
-            "generate",
-            args.variant,
-            args.attention,
-            args.sets,
-            work,
-            ready_timeout=600,
-            run_timeout=3600,
-        )
-        result["status"] = report.status
-    except smoke.SmokeError as exc:
-        result["status"] = "failed"
-        result["error"] = str(exc)
-        report = None
-    finally:
-        result["server_start_to_video_s"] = round(time.monotonic() - started, 1)
-        if not args.keep_server:
-            server.terminate()
+        for index in range(args.jobs):
+            sets = list(args.sets)
+            if index:
+                sets += [f"seed={seed + index}", *new_inputs(work, width, height, frames, fps)]
+            offset = log_path.stat().st_size
+            job_started = time.monotonic()
+            job: dict[str, Any] = {"job": index + 1, "kind": "first" if index == 0 else "warm"}
+            latent_prefix = f"bench/{work.name}-job{index + 1}"
             try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+                report = smoke.run(
+                    f"http://127.0.0.1:{port}",
+                    args.workflow,
+                    "generate",
+                    args.variant,
+                    args.attention,
+                    sets,
+                    work / f"job{index + 1}",
+                    ready_timeout=args.ready_timeout,
+                    run_timeout=3600,
+                    prompt_hook=latent_saver(latent_prefix),
+                )
+                job["status"] = report.status
+            except smoke.SmokeError as exc:
+                job["status"] = "failed"
+                job["error"] = str(exc)
+                if watchdog.died_with is not None:
+                    job["error"] = f"ComfyUI exited with {watchdog.died_with}: {exc}"
+                report = None
+            if index == 0:
+                result["server_start_to_video_s"] = round(time.monotonic() - started, 3)
+            job["wall_s"] = round(time.monotonic() - job_started, 3)
+            with log_path.open("rb") as log_file:
+                log_file.seek(offset)
+                job.update(log_figures(log_file.read().decode(errors="replace"), steps))
+            if report is not None:
+                job["timings_s"] = report.timings_s
+                job["outputs"] = report.outputs
+                job["speed_chosen"] = report.speed
+                job["block_swap_chosen"] = report.block_swap
+                result["device"] = report.device
+                latents = sorted(
+                    (args.comfyui / "output" / "bench").glob(f"{work.name}-job{index + 1}_*.latent")
+                )
+                job["latent"] = str(latents[-1]) if latents else None
+            jobs.append(job)
+            if job["status"] != "passed":
+                break
+    finally:
+        watchdog.done.set()
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
         result["vram_peak_nvidia_smi_mib"] = vram.stop()
+    result["jobs"] = jobs
+    result["status"] = (
+        "passed"
+        if len(jobs) == args.jobs and all(j["status"] == "passed" for j in jobs)
+        else "failed"
+    )
+    first = jobs[0] if jobs else {}
+    floor_s = (result.get("floor") or {}).get("bf16_forward_s")
+    if first.get("steady_s_per_step") and floor_s:
+        result["steady_over_bf16_floor"] = round(first["steady_s_per_step"] / floor_s, 3)
     log = log_path.read_text(errors="replace")
-    if report is not None:
-        result["timings_s"] = report.timings_s
-        result["outputs"] = report.outputs
-        result["device"] = report.device
-        result["block_swap_chosen"] = report.block_swap
-    workflow = workflows.load(args.workflow)
-    values = smoke.parse_sets(args.sets, workflow)
-    steps = int(values.get("steps", workflow.parameters["steps"].default))
-    result["parameters"] = values
-    result.update(log_figures(log, steps))
-    result["log_tail"] = log.strip().splitlines()[-25:]
+    result["log_tail"] = [line[-300:] for line in log.strip().splitlines()[-25:]]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     print(
         json.dumps(
-            {k: v for k, v in result.items() if k != "log_tail"}, indent=1, ensure_ascii=False
+            {
+                k: v
+                for k, v in result.items()
+                if k not in ("log_tail", "gpu_check", "attention_probe", "synthetic_files")
+            },
+            indent=1,
+            ensure_ascii=False,
         )
     )
-    return 0 if result.get("status") == "passed" else 1
+    return 0 if result["status"] == "passed" else 1
 
 
 if __name__ == "__main__":

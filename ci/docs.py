@@ -227,22 +227,6 @@ def workflows_table() -> str:
     return "\n".join(rows)
 
 
-def gpu_runs() -> str:
-    rows = [
-        "| run (`bench/results/`) | GPU | s/step | sampling | queue to video "
-        "| server start to video | torch max allocated | nvidia-smi peak |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for path in sorted((REPO / "bench" / "results").glob("*.json")):
-        run = json.loads(path.read_text())
-        rows.append(
-            f"| `{path.stem}` | {run['gpu']} | {run['seconds_per_step']} | {run['sampling_s']} s "
-            f"| {run['timings_s']['generate']} s | {run['server_start_to_video_s']} s "
-            f"| {run['max_allocated_gib']} GiB | {run['vram_peak_nvidia_smi_mib'] / 1024:.1f} GiB |"
-        )
-    return "\n".join(rows)
-
-
 def image_unbaked() -> int:
     """The estimated bytes of the image without models (Python layers; not the CUDA base)."""
     options = BuildOptions.parse(bake_models=False)
@@ -296,7 +280,6 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "smoke-test-arguments": lambda: function_arguments("smoke-test"),
     "environment": environment_table,
     "workflows": workflows_table,
-    "gpu-runs": gpu_runs,
     "comfyui-pin": lambda: f"{pins.COMFYUI.commit[:7]} ({pins.COMFYUI.date})",
     "torch-pin": lambda: pins.TORCH.version,
     **{f"size-{name}": functools.partial(variant_size, name) for name in catalog.VARIANTS},

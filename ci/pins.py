@@ -287,6 +287,13 @@ NODE_PACKS: tuple[GitPin, ...] = (
     ),
 )
 
+PATCHES = {"ComfyUI-WanVideoWrapper": "docker/steadydancer/build/wanvideo-official-guidance.patch"}
+"""Pack name -> its patch in this repository, applied on the pinned tree at build time:
+SteadyDancer's three-pass pose guidance in the sampler and the pose CLIP features the model
+reads (clip_fea_c)."""
+OFFICIAL_POSE_PACK = "ComfyUI-SteadyDancer-Official"
+"""docker/steadydancer/nodes/, installed beside the packs under this name."""
+
 EXCLUDED_DISTRIBUTIONS: dict[str, str] = {
     "onnxruntime": "the CPU build shares onnxruntime-gpu's package directory and hides CUDA",
     "opencv-python-headless": "a second OpenCV overwrites cv2; opencv-python provides it",

@@ -427,3 +427,28 @@ def test_block_swap_is_chosen_from_the_served_gpus_memory_unless_set(tmp_path: P
     chosen = json.loads((tmp_path / "auto" / "report.json").read_text())["block_swap"]
     assert chosen == vram.blocks_to_swap(16 * 2**30, "fp8", 480, 832, 33) > 0
     assert json.loads((tmp_path / "set" / "report.json").read_text())["block_swap"] is None
+
+
+def test_speed_settings_are_chosen_for_the_served_gpu_unless_set(tmp_path: Path) -> None:
+    """An H200 with room for everything: the client keeps the models resident and computes in
+    bf16 (fp8 failed its quality gate); a 16 GiB card keeps today's offloading path; a user's
+    own setting is left alone. (The recorded run stops at the first loader.)"""
+    cassette = with_device(load("comfyui-steadydancer-pose-placeholders.json"), "cuda")
+    cassette["GET /system_stats"][0]["json"]["devices"][0]["vram_total"] = 140 * 2**30
+    small = copy.deepcopy(cassette)
+    small["GET /system_stats"][0]["json"]["devices"][0]["vram_total"] = 16 * 2**30
+    for served, out, sets in (
+        (cassette, "big", []),
+        (small, "small", []),
+        (cassette, "set", ["resident=off", "compute=fp8"]),
+    ):
+        with replaying(served) as (url, _):
+            with pytest.raises(smoke.SmokeError):
+                run(url, tmp_path / out, "steadydancer-pose", sets=sets)
+    chosen = {
+        out: json.loads((tmp_path / out / "report.json").read_text())["speed"]
+        for out in ("big", "small", "set")
+    }
+    assert chosen["big"] == {"compute": "bf16", "resident": "on", "compile": "off"}
+    assert chosen["small"] == {"compute": "bf16", "resident": "off", "compile": "off"}
+    assert chosen["set"] == {"compile": "off"}

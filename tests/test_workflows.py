@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 import pytest
-from steadydancer import catalog, workflows
+from steadydancer import catalog, speed, workflows
 
 from tests.dagger_offline import REPO
 
@@ -138,6 +138,7 @@ def test_steadydancer_workflows_take_the_parameters_users_set() -> None:
             "frames",
             "fps",
             "block_swap",
+            *speed.PARAMETERS,
         }
     dance = rendered("steadydancer-dance")
     assert {node["class_type"] for node in dance.values()} >= {
@@ -222,7 +223,7 @@ def test_attention_mode_follows_the_image_and_never_needs_missing_kernels() -> N
     [
         (
             {"resolution": 720},
-            "unknown parameter(s) resolution for steadydancer-pose; accepted: block_swap, fps",
+            "unknown parameter(s) resolution for steadydancer-pose; accepted: attention, block_",
         ),
         ({"steps": 0}, "parameter steps=0 is below its minimum 1"),
         ({"frames": 1000}, "parameter frames=1000 is above its maximum 321"),

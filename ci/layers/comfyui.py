@@ -16,11 +16,8 @@ from dagger import dag
 from ci import paths, pins, source
 from ci.installs import Installer
 
-OFFICIAL_POSE_PACK = "ComfyUI-SteadyDancer-Official"
-"""docker/steadydancer/nodes/, installed under this name."""
-PATCHES = {"ComfyUI-WanVideoWrapper": "docker/steadydancer/build/wanvideo-official-guidance.patch"}
-"""Pack name -> its patch in this repository: SteadyDancer's three-pass pose guidance in the
-sampler and the pose CLIP features the model reads (clip_fea_c)."""
+PATCHES = pins.PATCHES
+OFFICIAL_POSE_PACK = pins.OFFICIAL_POSE_PACK
 PATCH_DIR = "/tmp/steadydancer-patches"
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from steadydancer import catalog, synthetic, vram, workflows
+from steadydancer import catalog, speed, synthetic, vram, workflows
 from steadydancer.ready import NODES as STEADYDANCER_NODES
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv")
@@ -94,6 +94,8 @@ class Report:
     prompt_id: str | None = None
     block_swap: int | None = None
     """DiT blocks swapped to CPU memory, when chosen from the GPU's memory (vram.py)."""
+    speed: dict[str, str] = field(default_factory=dict)
+    """The speed settings left at auto, as chosen for the served GPU (speed.py)."""
     timings_s: dict[str, float] = field(default_factory=dict)
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -473,10 +475,12 @@ def run(
     ready_timeout: float,
     run_timeout: float,
     check_only: bool = False,
+    prompt_hook: Callable[[dict[str, Any]], None] | None = None,
 ) -> Report:
     """The smoke test against `url`; with check_only, the checks made before the first request
     alone (parameters, variant, inputs), and nothing sent. The report goes to `out` (None:
-    only a check, which writes nothing)."""
+    only a check, which writes nothing). prompt_hook may add nodes to the rendered prompt (the
+    bench saves the sampler's latents so)."""
     report = Report(url, workflow_name, tier, variant, attention)
     comfy = Comfy(url)
     clock = time.monotonic()
@@ -529,6 +533,8 @@ def run(
         report.block_swap = vram.choose_block_swap(workflow.parameters, values, variant, devices[0])
         if report.block_swap is not None:
             values["block_swap"] = report.block_swap
+        report.speed = speed.choose(workflow.parameters, values, variant, devices[0])
+        values.update(report.speed)
         for name, (filename, data, kind) in uploads.items():
             values[name] = comfy.upload(filename, data, kind)
         lap("upload")
@@ -536,6 +542,8 @@ def run(
             prompt = workflows.render(workflow, values, variant, report.attention)
         except workflows.WorkflowError as exc:
             raise SmokeError("inputs", str(exc)) from None
+        if prompt_hook is not None:
+            prompt_hook(prompt)
         report.prompt_id = comfy.queue(prompt)
         lap("queue")
         entry = comfy.follow(report.prompt_id, run_timeout)

@@ -3,7 +3,9 @@
 workflows/<name>.json is a ComfyUI API-format prompt; workflows/<name>.params.json
 is its manifest: each parameter's type, default, bounds and the node inputs it
 sets. Model inputs name a catalog role and take the file of the chosen variant;
-WanVideoWrapper's attention_mode follows the attention branch of the image.
+WanVideoWrapper's attention_mode follows the attention branch of the image unless
+the attention parameter names a kernel; the speed parameters (compute, attention,
+compile, resident) set their nodes through speed.py.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steadydancer import catalog
+from steadydancer import catalog, speed
 
 
 def _default_directory() -> Path:
@@ -52,11 +54,17 @@ class Parameter:
     multiple_of: int | None = None
     remainder: int = 0
     """With multiple_of: the value must be multiple_of * n + remainder."""
+    choices: tuple[str, ...] = ()
+    """For a str parameter: the values accepted, when the node input is a fixed list."""
 
     def check(self, value: Any) -> Any:
         matches = isinstance(value, TYPES[self.type]) and not isinstance(value, bool)
         if not matches:
             raise WorkflowError(f"parameter {self.name} must be {self.type}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise WorkflowError(
+                f"parameter {self.name}={value!r} is not one of {', '.join(self.choices)}"
+            )
         if self.minimum is not None and value < self.minimum:
             raise WorkflowError(
                 f"parameter {self.name}={value} is below its minimum {self.minimum}"
@@ -128,6 +136,7 @@ def load(name: str, directory: Path = WORKFLOWS_DIR) -> Workflow:
             help=spec.get("help", ""),
             multiple_of=spec.get("multiple_of"),
             remainder=spec.get("remainder", 0),
+            choices=tuple(spec.get("choices", ())),
         )
         for key, spec in manifest["parameters"].items()
     }
@@ -207,4 +216,13 @@ def render(
                 f"unknown attention branch {branch!r}; accepted: {', '.join(ATTENTION_MODE)}"
             )
         put(workflow.attention, ATTENTION_MODE[branch])
+    settings = {
+        name: values.get(name, workflow.parameters[name].default)
+        for name in speed.PARAMETERS
+        if name in workflow.parameters
+    }
+    try:
+        speed.apply(prompt, settings, variant)
+    except speed.SpeedError as exc:
+        raise WorkflowError(str(exc)) from None
     return prompt

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from steadydancer import catalog, smoke, storage, vram, workflows
+from steadydancer import catalog, smoke, speed, storage, vram, workflows
 
 DEFAULT_WORKFLOW = "steadydancer-dance"
 INLINE_LIMIT = 10_000_000
@@ -203,6 +203,7 @@ def handle(
             if chosen is not None:
                 values["block_swap"] = chosen
                 progress(f"block_swap={chosen} for {device['vram_total'] / 2**30:.0f} GiB")
+            values.update(speed.choose(workflow.parameters, values, variant, device))
             for name, (filename, data, kind) in smoke.media_inputs(workflow, values).items():
                 values[name] = comfy.upload(filename, data, kind)
             prompt = workflows.render(workflow, values, variant, smoke.served_attention(stats))

@@ -1,0 +1,169 @@
+"""The forward floor of a Wan-14B-shaped DiT at a render's shape, and its attention kernels.
+
+Usage:
+  python -m bench.floor --width 480 --height 832 --frames 81 [--out FILE.json]
+
+One DiT block of Wan 2.1 14B (dim 5120, 40 heads, FFN 13824, cross-attention to 512
+text and 257 image tokens) is built with random bf16 weights and run 40 times, as the
+40 blocks of a forward: the time of a sampling step with nothing but the transformer's
+matmuls and attention in bf16 through SDPA. The same forward is timed with the linears
+in fp8 (torch._scaled_mm, per-token activation scales and per-channel weight scales) and
+SDPA's attention backends are timed alone at the shape, so a step's time can be read
+against what each kernel choice allows. Written by hand because the floor is this
+project's own yardstick: no library times a bare Wan block at a given shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DOCKER = str(Path(__file__).resolve().parents[1] / "docker")
+if DOCKER not in sys.path:
+    sys.path.insert(0, DOCKER)
+
+from steadydancer.vram import tokens  # noqa: E402
+
+DIM, HEADS, FFN, BLOCKS = 5120, 40, 13824, 40
+TEXT_TOKENS, IMAGE_TOKENS = 512, 257
+
+
+def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    bf16 = torch.bfloat16
+    n = tokens(width, height, frames)
+    head = DIM // HEADS
+
+    def weight(rows: int, cols: int) -> torch.Tensor:
+        return torch.randn(rows, cols, device=dev, dtype=bf16) * cols**-0.5
+
+    w = {
+        name: weight(*shape)
+        for name, shape in {
+            "q": (DIM, DIM),
+            "k": (DIM, DIM),
+            "v": (DIM, DIM),
+            "o": (DIM, DIM),
+            "cq": (DIM, DIM),
+            "ck": (DIM, DIM),
+            "cv": (DIM, DIM),
+            "cki": (DIM, DIM),
+            "cvi": (DIM, DIM),
+            "co": (DIM, DIM),
+            "f1": (FFN, DIM),
+            "f2": (DIM, FFN),
+        }.items()
+    }
+    fp8 = torch.float8_e4m3fn
+    w8 = {}
+    for name, value in w.items():
+        scale = value.abs().amax(dim=1, keepdim=True).float() / 448.0
+        w8[name] = ((value.float() / scale).to(fp8), scale.t().contiguous())
+
+    def linear_bf16(x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.linear(x, w[name])
+
+    def linear_fp8(x: torch.Tensor, name: str) -> torch.Tensor:
+        weight8, scale_w = w8[name]
+        flat = x.reshape(-1, x.shape[-1])
+        scale_x = flat.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
+        x8 = (flat / scale_x).to(fp8)
+        out = torch._scaled_mm(x8, weight8.t(), scale_a=scale_x, scale_b=scale_w, out_dtype=bf16)
+        return out.reshape(*x.shape[:-1], -1)
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(1, -1, HEADS, head).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        return out.transpose(1, 2).reshape(1, -1, DIM)
+
+    def block(x: torch.Tensor, ctx: torch.Tensor, img: torch.Tensor, linear: Any) -> torch.Tensor:
+        h = F.layer_norm(x, (DIM,))
+        x = x + linear(attend(linear(h, "q"), linear(h, "k"), linear(h, "v")), "o")
+        h = F.layer_norm(x, (DIM,))
+        q = linear(h, "cq")
+        cross = attend(q, linear(ctx, "ck"), linear(ctx, "cv"))
+        cross = cross + attend(q, linear(img, "cki"), linear(img, "cvi"))
+        x = x + linear(cross, "co")
+        h = F.layer_norm(x, (DIM,))
+        return x + linear(F.gelu(linear(h, "f1"), approximate="tanh"), "f2")
+
+    x = torch.randn(1, n, DIM, device=dev, dtype=bf16)
+    ctx = torch.randn(1, TEXT_TOKENS, DIM, device=dev, dtype=bf16)
+    img = torch.randn(1, IMAGE_TOKENS, DIM, device=dev, dtype=bf16)
+
+    def timed(run: Any) -> float:
+        run()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        return sorted(times)[len(times) // 2]
+
+    @torch.inference_mode()
+    def forward(linear: Any) -> None:
+        h = x
+        for _ in range(BLOCKS):
+            h = block(h, ctx, img, linear)
+
+    result: dict[str, Any] = {
+        "shape": {"width": width, "height": height, "frames": frames, "tokens": n},
+        "model": f"Wan 2.1 14B blocks: dim {DIM}, {HEADS} heads, FFN {FFN}, {BLOCKS} blocks",
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0),
+        "bf16_forward_s": round(timed(lambda: forward(linear_bf16)), 3),
+    }
+    try:
+        result["fp8_rowwise_forward_s"] = round(timed(lambda: forward(linear_fp8)), 3)
+    except RuntimeError as exc:
+        result["fp8_rowwise_forward_s"] = f"unavailable: {str(exc).splitlines()[0][:160]}"
+    q = torch.randn(1, HEADS, n, head, device=dev, dtype=bf16)
+    attention: dict[str, float | str] = {}
+    for backend in ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION"):
+        try:
+            with sdpa_kernel(getattr(SDPBackend, backend)):
+                seconds = timed(lambda: F.scaled_dot_product_attention(q, q, q))
+            attention[backend.lower()] = round(seconds * 1000, 2)
+        except (RuntimeError, AttributeError) as exc:
+            attention[backend.lower()] = f"unavailable: {str(exc).splitlines()[0][:120]}"
+    result["self_attention_ms_per_block"] = attention
+    matmul = timed(lambda: F.linear(x, w["f1"]))
+    result["ffn_up_matmul_ms"] = round(matmul * 1000, 2)
+    result["ffn_up_matmul_tflops"] = round(2 * n * DIM * FFN / matmul / 1e12, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=480)
+    parser.add_argument("--height", type=int, default=832)
+    parser.add_argument("--frames", type=int, default=81)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.frames % 4 != 1 or args.width % 16 or args.height % 16:
+        print("frames must be 4n+1 and width and height multiples of 16", file=sys.stderr)
+        return 2
+    result = measure(args.width, args.height, args.frames)
+    text = json.dumps(result, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The table of docs/performance.md, made from the result files in bench/results/.
+
+Usage:
+  python -m bench.report
+
+One row for each first-and-warm-job result (bench.gpu_render --jobs 2): its speed
+settings, the first job's steady s/step and its ratio to the bf16 forward floor measured
+at the same shape on the same machine, the first step, server start to video, the first
+and warm job's queue-to-video (ComfyUI's run, as the client saw it) and the warm job's wall
+time with upload and download, the sampler's and nvidia-smi's peaks, and the quality gate
+against the shipped path's result of the same checkpoint and shape. The docs carry this
+output verbatim; a test holds them to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROWS = (
+    "fp8-480x832x33-shipped",
+    "fp8-480x832x33-fp8-resident",
+    "fp8-480x832x33-bf16-resident-compile",
+    "fp8-480x832x33-fp8-resident-compile",
+    "fp16-480x832x33-shipped",
+    "fp16-480x832x33-fp8-resident",
+    "fp8-480x832x81-shipped",
+    "fp8-480x832x81-bf16-resident",
+    "fp8-480x832x81-fp8-resident",
+    "fp16-480x832x81-shipped",
+    "fp16-480x832x81-bf16-resident-compile",
+)
+HEADER = (
+    "| result (`bench/results/`) | compute | resident | compile | steady s/step | x floor "
+    "| 1st step s | start to video s | 1st job queue to video s | warm job queue to video s "
+    "| warm job wall s | sampler peak GiB | nvidia-smi peak GiB "
+    "| gate: latent rel. error / frames PSNR |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def load(name: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((RESULTS / f"{name}.json").read_text())
+    return result
+
+
+def floors() -> dict[int, float]:
+    """The bf16 forward floor for each frame count, from the results that measured it."""
+    found: dict[int, float] = {}
+    for name in ROWS:
+        result = load(name)
+        if "floor" in result:
+            found.setdefault(result["parameters"]["frames"], result["floor"]["bf16_forward_s"])
+    return found
+
+
+def row(name: str, floor_s: float) -> str:
+    result = load(name)
+    values = result["parameters"]
+    first, warm = result["jobs"]
+    gate = result.get("quality")
+    if gate:
+        job = gate["jobs"][0]
+        verdict = "pass" if gate["passed"] else "FAIL"
+        checked = f"{job['latent_relative_error']:.4f} / {job['frames_psnr_db']:.1f} dB, {verdict}"
+    else:
+        checked = "reference"
+    cells = [
+        f"`{name}`",
+        values.get("compute", "bf16"),
+        values.get("resident", "off"),
+        values.get("compile", "off"),
+        f"{first['steady_s_per_step']:.3f}",
+        f"{first['steady_s_per_step'] / floor_s:.2f}",
+        f"{first['step_s'][0]:.2f}",
+        f"{result['server_start_to_video_s']:.1f}",
+        f"{first['timings_s']['generate']:.2f}",
+        f"{warm['timings_s']['generate']:.2f}",
+        f"{warm['wall_s']:.2f}",
+        f"{first['max_reserved_gib']:.1f}",
+        f"{result['vram_peak_nvidia_smi_mib'] / 1024:.1f}",
+        checked,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table() -> str:
+    by_frames = floors()
+    rows = [row(name, by_frames[load(name)["parameters"]["frames"]]) for name in ROWS]
+    return "\n".join([HEADER, *rows])
+
+
+def main() -> int:
+    print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The GPU bench's own machinery, run here for real: step times read off real tqdm output, the
+watchdog ending a run whose server died, the patch step of the tree layout inside another
+checkout, and the quality gate on real latent files and real encoded videos."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from steadydancer import smoke
+
+from bench import gpu_render, quality, trees
+
+TQDM_PROGRAM = """
+import sys, time
+from tqdm import tqdm
+for _ in tqdm(range(242), desc="Loading parameters"):
+    pass
+for seconds in tqdm((0.30, 0.10, 0.10, 0.10)):
+    time.sleep(seconds)
+"""
+
+
+def test_step_times_come_from_the_samplers_own_tqdm_clock_to_the_millisecond() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", TQDM_PROGRAM],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **gpu_render.TQDM_ENV},
+        check=True,
+    )
+    figures = gpu_render.log_figures(done.stderr, 4)
+    steps = figures["step_s"]
+    assert steps is not None and len(steps) == 4
+    # tqdm's clock starts before the first step and counts to the millisecond.
+    assert 0.29 <= steps[0] < 0.5 and all(0.095 <= s < 0.25 for s in steps[1:])
+    assert figures["steady_s_per_step"] == pytest.approx(sum(steps[1:]) / 3, abs=0.002)
+    assert figures["sampling_s"] == pytest.approx(sum(steps), abs=0.004)
+
+
+def test_the_watchdog_ends_a_run_as_soon_as_its_server_exits(tmp_path: Path) -> None:
+    """The 'server' is a real process that dies after half a second; nothing listens on the
+    port, so without the watchdog the client would wait out its ready timeout."""
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    watchdog = gpu_render.Watchdog(server)
+    started = time.monotonic()
+    with pytest.raises(smoke.Stopped):
+        smoke.run(
+            f"http://127.0.0.1:{gpu_render.free_port()}",
+            "steadydancer-pose",
+            "generate",
+            "fp8",
+            "sdpa",
+            [],
+            tmp_path,
+            ready_timeout=120,
+            run_timeout=120,
+        )
+    watchdog.done.set()
+    assert watchdog.died_with == 0
+    assert time.monotonic() - started < 20
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_a_patch_applies_to_a_pack_laid_out_inside_another_checkout(tmp_path: Path) -> None:
+    outer = tmp_path / "checkout"
+    pack = outer / "trees" / "ComfyUI-Pack"
+    pack.mkdir(parents=True)
+    git("init", "-q", cwd=outer)
+    (pack / "sampler.py").write_text("steps = 4\n")
+    patch = tmp_path / "fix.patch"
+    patch.write_text("--- a/sampler.py\n+++ b/sampler.py\n@@ -1 +1 @@\n-steps = 4\n+steps = 8\n")
+    trees.apply_patch(pack, patch)
+    assert (pack / "sampler.py").read_text() == "steps = 8\n"
+    (pack / "sampler.py").write_text("steps = 6\n")
+    with pytest.raises(trees.TreeError, match="does not apply to ComfyUI-Pack"):
+        trees.apply_patch(pack, patch)
+
+
+def test_an_archive_that_is_missing_is_named_with_its_pack(tmp_path: Path) -> None:
+    code = trees.main(["--into", str(tmp_path), "--archive", "ComfyUI=/nonexistent.tar.gz"])
+    assert code == 1
+    assert trees.main(["--into", str(tmp_path), "--archive", "NotAPack=x.tgz"]) == 2
+
+
+def write_outputs(
+    folder: Path, latent: np.ndarray, frames: np.ndarray, name: str
+) -> dict[str, str]:
+    import av
+    from safetensors.numpy import save_file
+
+    latent_path = folder / f"{name}.latent"
+    save_file({"latent_tensor": latent}, str(latent_path))
+    video = folder / f"{name}.mp4"
+    with av.open(str(video), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(16))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "0"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return {"latent": str(latent_path), "video": str(video)}
+
+
+def result_file(folder: Path, name: str, jobs: list[dict[str, str]]) -> Path:
+    path = folder / f"{name}.json"
+    record = {
+        "variant": "fp8",
+        "workflow": "steadydancer-pose",
+        "weights": "synthetic (random values, real shapes)",
+        "parameters": {"width": 64, "height": 64, "frames": 9},
+        "jobs": [
+            {"latent": job["latent"], "outputs": [{"path": job["video"], "frames": 9}]}
+            for job in jobs
+        ],
+    }
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_the_quality_gate_passes_rounding_and_fails_a_degraded_render(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    latent = rng.standard_normal((1, 16, 3, 8, 8)).astype(np.float32)
+    frames = rng.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    frames = np.repeat(np.repeat(frames[:, ::8, ::8], 8, axis=1), 8, axis=2)
+    reference = write_outputs(tmp_path, latent, frames, "ref")
+    rounded = write_outputs(
+        tmp_path,
+        latent * (1 + 1e-3 * rng.standard_normal(latent.shape)).astype(np.float32),
+        frames,
+        "rounded",
+    )
+    noisy = np.clip(frames + rng.normal(0, 40, frames.shape), 0, 255).astype(np.uint8)
+    degraded = write_outputs(
+        tmp_path,
+        latent + 0.3 * rng.standard_normal(latent.shape).astype(np.float32),
+        noisy,
+        "degraded",
+    )
+    ref_json = result_file(tmp_path, "ref", [reference])
+    good = result_file(tmp_path, "good", [rounded])
+    bad = result_file(tmp_path, "bad", [degraded])
+    assert quality.main(["--reference", str(ref_json), "--candidate", str(good)]) == 0
+    gate = json.loads(good.read_text())["quality"]
+    assert gate["passed"] and gate["jobs"][0]["latent_relative_error"] < 0.01
+    assert gate["jobs"][0]["frames_psnr_db"] > 40
+    assert quality.main(["--reference", str(ref_json), "--candidate", str(bad)]) == 1
+    failed = json.loads(bad.read_text())["quality"]["jobs"][0]
+    assert failed["latent_relative_error"] > 0.2 and failed["frames_psnr_db"] < 30
+
+
+def test_psnr_and_relative_error_are_the_textbook_ones() -> None:
+    reference = np.array([0.0, 255.0, 0.0, 255.0])
+    assert quality.psnr(reference, reference, 255) == float("inf")
+    assert quality.psnr(reference + 1, reference, 255) == pytest.approx(48.13, abs=0.01)
+    assert quality.relative_error(reference * 1.1, reference) == pytest.approx(0.1)
+    assert np.isnan(quality.psnr(np.array([np.nan]), np.array([1.0]), 1.0))
+    with pytest.raises(ValueError, match="all zeros"):
+        quality.relative_error(reference, np.zeros(4))
