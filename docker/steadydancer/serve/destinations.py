@@ -98,11 +98,14 @@ def rule_broken(address: IPAddress) -> str | None:
         ("link-local", address.is_link_local),
         ("shared (carrier-grade NAT)", address.version == 4 and address in SHARED),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         ("not globally routable", not address.is_global),
     )
-    return next((f"a {name} address" for name, broken in checks if broken), None)
+    name = next((name for name, broken in checks if broken), None)
+    if name is None:
+        return None
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name} address"
 
 
 def literal_address(host: str) -> IPAddress | None:
@@ -151,7 +154,7 @@ def check(url: str, env: Mapping[str, str] = os.environ) -> Destination:
             continue
         broken = rule_broken(address)
         if broken:
-            said = host if literal is not None else f"{host!r} resolves to {address}, which"
+            said = repr(host) if literal is not None else f"{host!r} resolves to {address}, which"
             raise Refused(f"{said} is {broken}: only public addresses are fetched")
     return Destination(url, scheme, host, port, addresses[0])
 

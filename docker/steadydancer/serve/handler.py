@@ -176,12 +176,16 @@ def to_bucket(
         url = client.generate_presigned_url(
             "get_object", Params={"Bucket": name, "Key": key}, ExpiresIn=7 * 24 * 3600
         )
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "unknown")
+    except (ClientError, BotoCoreError, Boto3Error, ValueError) as exc:
         print(f"[steadydancer] bucket delivery failed: {exc}", flush=True)
-        raise JobError(f"delivery to the bucket failed: the store answered {code}") from None
-    except (BotoCoreError, Boto3Error, ValueError) as exc:
-        print(f"[steadydancer] bucket delivery failed: {exc}", flush=True)
+        # boto3's upload wraps the store's answer (a ClientError) in S3UploadFailedError.
+        answer = next(
+            (e for e in (exc, exc.__cause__, exc.__context__) if isinstance(e, ClientError)),
+            None,
+        )
+        if answer is not None:
+            code = answer.response.get("Error", {}).get("Code", "an error")
+            raise JobError(f"delivery to the bucket failed: the store answered {code}") from None
         raise JobError(
             f"delivery to the bucket failed ({type(exc).__name__}): check BUCKET_ENDPOINT_URL "
             "and the store"

@@ -156,7 +156,7 @@ def download(
                 raise InputError(f"{where}: the server did not answer in time") from None
             except httpx.HTTPError as exc:
                 raise InputError(f"{where}: cannot connect ({type(exc).__name__})") from None
-            with response:
+            try:
                 if response.is_redirect:
                     location = response.headers.get("location", "")
                     try:
@@ -167,6 +167,8 @@ def download(
                 if response.status_code != 200:
                     raise InputError(f"{where}: the server answered HTTP {response.status_code}")
                 return receive(where, name, kind, response, folder, limit, deadline)
+            finally:
+                response.close()
     raise InputError(f"{where}: more than {destinations.MAX_REDIRECTS} redirects")
 
 
