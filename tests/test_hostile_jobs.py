@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import datetime
-import ipaddress
 import io
+import ipaddress
 import socket
 import ssl
 import struct

@@ -138,7 +138,10 @@ def test_a_network_volume_receives_the_clip(
         ({"parameters": {"frames": 0}}, "parameter frames=0 is below its minimum 2"),
         ({"workflow": "dance"}, "unknown workflow 'dance'"),
         ({"reference": driving()}, "cpu-smoke takes no image: drop input reference"),
-        ({"driving": base64.b64encode(b"text").decode()}, "input driving: not an MP4, MOV, WebM or Matroska video"),
+        (
+            {"driving": base64.b64encode(b"text").decode()},
+            "input driving: not an MP4, MOV, WebM or Matroska video",
+        ),
     ],
 )
 def test_bad_jobs_are_refused_before_anything_is_sent(

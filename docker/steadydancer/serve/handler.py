@@ -208,11 +208,11 @@ def remove_from_comfyui(env: Mapping[str, str], folder: str, items: list[dict[st
     for root in roots.values():
         shutil.rmtree(root / folder, ignore_errors=True)
     for item in items:
-        root = roots.get(str(item.get("type", "output")))
-        if root is None:
+        where = roots.get(str(item.get("type", "output")))
+        if where is None:
             continue
-        path = (root / str(item.get("subfolder", "")) / str(item.get("filename", ""))).resolve()
-        if path.is_relative_to(root.resolve()) and path.is_file():
+        path = (where / str(item.get("subfolder", "")) / str(item.get("filename", ""))).resolve()
+        if path.is_relative_to(where.resolve()) and path.is_file():
             path.unlink(missing_ok=True)
 
 
