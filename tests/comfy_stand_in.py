@@ -72,6 +72,8 @@ class StandIn:
     hold: bool = False
     barrier: threading.Barrier | None = None
     requests: list[str] = field(default_factory=list)
+    subfolders: list[str] = field(default_factory=list)
+    """The subfolder of each upload, in order."""
     interrupted: list[str] = field(default_factory=list)
     deleted_from_queue: list[str] = field(default_factory=list)
     deleted_from_history: list[str] = field(default_factory=list)
@@ -179,6 +181,7 @@ def serving(state: StandIn) -> Iterator[str]:
                 filename, content = fields["image"]
                 subfolder = fields.get("subfolder", (None, b""))[1].decode()
                 overwrite = fields.get("overwrite", (None, b""))[1].decode() in ("true", "1")
+                state.subfolders.append(subfolder)
                 folder = inside(state.folders.of("input"), subfolder)
                 if folder is None or not filename:
                     self.reply(400, raw=b"")

@@ -13,6 +13,7 @@ import base64
 import datetime
 import io
 import ipaddress
+import re
 import socket
 import ssl
 import struct
@@ -409,8 +410,9 @@ def test_a_jobs_folder_cannot_be_guessed(tmp_path: Path) -> None:
             handler.handle(smoke_job(b64(VIDEO_A)), url, run_timeout=0.5, env=folders.env())
             names += [p.name for p in folders.of("input").iterdir()]
     assert names == []  # removed after each job, even a failed one
-    seen = [r for r in state.requests if r.startswith("POST /upload")]
-    assert len(seen) == 2
+    assert len(state.subfolders) == 2 and len(set(state.subfolders)) == 2
+    for name in state.subfolders:  # as docs/security.md states: job- and 32 hex digits
+        assert re.fullmatch(r"job-[0-9a-f]{32}", name), name
 
 
 # --- 2. budgets -------------------------------------------------------------------------------
@@ -676,3 +678,21 @@ def test_mime_wrapped_base64_is_accepted(tmp_path: Path) -> None:
         "driving", "video", wrapped, tmp_path, inputs.Budgets(), time.monotonic() + 5
     )
     assert path.read_bytes() == VIDEO_A
+
+
+def test_the_numbers_docs_security_states_are_the_codes() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "security.md").read_text()
+    budgets = inputs.Budgets()
+    stated = [
+        f"{budgets.image_bytes // 1_000_000} MB for an image",
+        f"{budgets.video_bytes // 1_000_000} MB for a video",
+        f"{budgets.input_s:.0f} s for the whole transfer",
+        f"more than {inputs.READ_S:.0f} s",
+        f"Per job: {budgets.job_s / 3600:.0f} h overall",
+        f"at most {smoke.MAX_VIDEO_FRAMES} frames",
+        f"at most {smoke.MAX_VIDEO_S:.0f} s",
+        f"each side {smoke.SIDES[0]} to {smoke.SIDES[1]} pixels",
+        f"at most {destinations.MAX_REDIRECTS} hops",
+    ]
+    for phrase in stated:
+        assert phrase in text, phrase
