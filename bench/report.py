@@ -14,6 +14,7 @@ output verbatim; a test holds them to it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -93,7 +94,10 @@ def table() -> str:
     return "\n".join([HEADER, *rows])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        description="Print docs/performance.md's table from bench/results/*.json."
+    ).parse_args(argv)
     print(table())
     return 0
 

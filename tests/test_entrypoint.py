@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from steadydancer import fetch_models
+from steadydancer import fetch_models, runpod
 
 from tests.dagger_offline import REPO
 from tests.hub_server import Hub, serve
@@ -118,6 +118,8 @@ class Root:
             "CUDA_VERSION": "12.4.1",
             "PROBE_OK": "flash_attn_2 xformers sdpa",
             "RECORD": str(self.record),
+            # The stand-in main.py reads these; ComfyUI sees only listed names.
+            "STEADYDANCER_PASS_ENV": "RECORD PRE_START_MARK STAND_IN_WAIT",
             "HF_TOKEN": "hf_not_a_real_token_for_tests",
         }
         self.env.pop("STEADYDANCER_WORKFLOWS", None)
@@ -324,7 +326,7 @@ def test_sigterm_reaches_comfyui_and_its_exit_code_is_kept(root: Root) -> None:
     assert "KbdInteractiveAuthentication=no" in sshd_args
     assert "PermitRootLogin=prohibit-password" in sshd_args
     keys = Path(env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
-    assert keys.read_text() == f"{key}\n"
+    assert keys.read_text() == f"{runpod.SECTION_START}\n{key}\n{runpod.SECTION_END}\n"
     assert oct(keys.stat().st_mode & 0o777) == "0o600"
     assert (root.path / "etc" / "ssh" / "ssh_host_ed25519_key").is_file()
 
@@ -448,7 +450,7 @@ def test_a_failed_boot_keeps_sshd_up_until_the_pod_is_stopped(root: Root) -> Non
     assert "cannot start: STEADYDANCER_VARIANT: unknown variant 'fp32'" in output
     assert "sshd stays up so the pod can be entered" in output
     keys = Path(env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
-    assert keys.read_text() == f"{one}\n{two}\n"
+    assert keys.read_text() == f"{runpod.SECTION_START}\n{one}\n{two}\n{runpod.SECTION_END}\n"
     assert (root.path / "run" / "sshd").is_dir()
 
 
@@ -481,7 +483,7 @@ def test_hostile_public_key_lines_are_not_authorised_and_logged_by_number(root: 
     result = root.boot(PUBLIC_KEY=hostile)
     assert result.returncode == 0, result.stdout
     keys = Path(root.env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
-    assert keys.read_text() == f"{good}\n"
+    assert keys.read_text() == f"{runpod.SECTION_START}\n{good}\n{runpod.SECTION_END}\n"
     assert "services: PUBLIC_KEY line 2 has options before the key type" in result.stdout
     assert "services: PUBLIC_KEY line 3 has options before the key type" in result.stdout
     assert "services: PUBLIC_KEY line 4 is not a public key of a known type" in result.stdout
@@ -568,3 +570,121 @@ def test_a_serverless_worker_starts_the_job_handler_beside_comfyui(root: Root) -
     assert (root.path / "worker.ran").read_text() == "http://127.0.0.1:8188 no-token\n"
     pod = root.boot()
     assert "serverless worker" not in pod.stdout
+
+
+SECRETS = {
+    "BUCKET_SECRET_ACCESS_KEY": "bucket-secret-value",
+    "RUNPOD_API_KEY": "rpa-secret-value",
+    "RUNPOD_AI_API_KEY": "rpai-secret-value",
+    "DB_PASS": "db-secret-value",
+    "GITHUB_PAT": "ghp-secret-value",
+    "SERVICE_AUTH": "auth-secret-value",
+    "GOOGLE_APPLICATION_CREDENTIALS_JSON": '{"private_key": "creds-secret-value"}',
+}
+
+
+def test_comfyui_hooks_and_ssh_sessions_get_only_the_listed_variables(root: Root) -> None:
+    """Secrets under any name stay out of ComfyUI (every custom node), the hooks and SSH."""
+    root.bake(*ALL)
+    hooks = root.path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre_start.sh").write_text(f"env > {root.path}/pre_start.env\n")
+    worker = executable(root.path / "worker", f"#!/bin/sh\nenv > {root.path}/worker.env\n")
+    result = root.boot(
+        **SECRETS,
+        RUNPOD_POD_ID="pod-1",
+        RUNPOD_TCP_PORT_22="40022",
+        MY_NODE_SETTING="visible",
+        RUNPOD_WEBHOOK_GET_JOB="https://api.runpod.example/job-take/endpoint-1",
+        STEADYDANCER_WORKER=str(worker),
+    )
+    assert result.returncode == 0, result.stdout
+    seen = {
+        "comfyui": "\n".join(root.recorded()["environment"]),
+        "hook": (root.path / "pre_start.env").read_text(),
+        "ssh": Path(root.env["STEADYDANCER_ENV_FILE"]).read_text(),
+    }
+    for who, text in seen.items():
+        for name, value in SECRETS.items():
+            assert name not in text and value not in text, (who, name)
+        assert "MY_NODE_SETTING" not in text, who
+    assert {"RUNPOD_POD_ID", "RUNPOD_TCP_PORT_22", "PATH"} <= set(root.recorded()["environment"])
+    # The worker delivers to the bucket and speaks to RunPod: it keeps their keys, not the Hub's.
+    wait_for(root.path / "worker.env")
+    worker_env = (root.path / "worker.env").read_text()
+    assert "bucket-secret-value" in worker_env and "rpai-secret-value" in worker_env
+    assert "hf_not_a_real_token" not in worker_env
+
+
+def test_a_named_variable_is_passed_on_request(root: Root) -> None:
+    root.bake(*ALL)
+    result = root.boot(
+        MY_NODE_SETTING="visible",
+        STEADYDANCER_PASS_ENV="RECORD PRE_START_MARK STAND_IN_WAIT MY_NODE_SETTING",
+    )
+    assert result.returncode == 0, result.stdout
+    assert "MY_NODE_SETTING" in root.recorded()["environment"]
+
+
+def test_comfyui_on_a_serverless_worker_listens_on_loopback_with_its_own_folders(
+    root: Root,
+) -> None:
+    root.bake(*ALL)
+    (root.path / "runpod-volume").mkdir()
+    worker = executable(root.path / "worker", f"#!/bin/sh\nenv > {root.path}/worker.env\n")
+    result = root.boot(
+        RUNPOD_WEBHOOK_GET_JOB="https://api.runpod.example/job-take/endpoint-1",
+        STEADYDANCER_WORKER=str(worker),
+    )
+    assert result.returncode == 0, result.stdout
+    argv = root.recorded()["argv"]
+    assert argv[argv.index("--listen") + 1] == "127.0.0.1"
+    # The volume is shared by the endpoint's workers: a job's files stay on this container.
+    assert argv[argv.index("--input-directory") + 1] == str(root.comfyui / "input")
+    assert argv[argv.index("--output-directory") + 1] == str(root.comfyui / "output")
+    wait_for(root.path / "worker.env")
+    worker_env = (root.path / "worker.env").read_text()
+    assert f"COMFYUI_INPUT_DIR={root.comfyui / 'input'}" in worker_env
+    assert f"COMFYUI_OUTPUT_DIR={root.comfyui / 'output'}" in worker_env
+    pod = root.boot()
+    argv = root.recorded()["argv"]
+    assert pod.returncode == 0 and argv[argv.index("--listen") + 1] == "0.0.0.0"
+
+
+def test_a_key_taken_out_of_public_key_is_revoked_at_the_next_boot(root: Root) -> None:
+    root.bake(*ALL)
+    keys_file = Path(root.env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
+    one, two, three = public_key("one"), public_key("two"), public_key("three")
+    # What an earlier image left: PUBLIC_KEY's keys appended, no section.
+    keys_file.parent.mkdir(parents=True)
+    keys_file.write_text(f"{one}\n{two}\n")
+    first = root.boot(PUBLIC_KEY=f"{two}\n{three}")
+    assert "sshd started for 2 key(s)" in first.stdout
+    assert keys_file.read_text().split("\n")[1:3] == [two, three]
+    assert one not in keys_file.read_text()
+    # A user's own line outside the section is kept; the section follows PUBLIC_KEY.
+    mine = public_key("added-by-hand")
+    keys_file.write_text(f"{mine}\n{keys_file.read_text()}")
+    second = root.boot(PUBLIC_KEY=three)
+    assert "sshd started for 1 key(s)" in second.stdout
+    assert keys_file.read_text() == (
+        f"{mine}\n{runpod.SECTION_START}\n{three}\n{runpod.SECTION_END}\n"
+    )
+    root.boot()
+    assert keys_file.read_text() == f"{mine}\n"
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x1c", "\u200e", "\r"])
+def test_a_line_separator_in_a_key_comment_is_refused(root: Root, separator: str) -> None:
+    """Python's splitlines() breaks on these; a key smuggling one is never written."""
+    root.bake(*ALL)
+    good = public_key("good")
+    smuggled = public_key(f'me{separator}command="sh -c evil" ssh-ed25519 AAAA')
+    result = root.boot(PUBLIC_KEY=f"{good}\n{smuggled}")
+    assert "PUBLIC_KEY line 2 holds a control or line-separator character" in result.stdout
+    keys_file = Path(root.env["STEADYDANCER_SSH_DIR"]) / "authorized_keys"
+    assert "evil" not in keys_file.read_text()
+    assert "sshd started for 1 key(s)" in result.stdout
+    again = root.boot(PUBLIC_KEY=f"{good}\n{smuggled}")
+    assert keys_file.read_text().count("\n") == 3 and "evil" not in keys_file.read_text()
+    assert "sshd started for 1 key(s)" in again.stdout

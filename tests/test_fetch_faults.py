@@ -290,3 +290,37 @@ def test_a_url_file_with_other_bytes_is_removed_naming_the_url(tmp_path: Path) -
     assert f"{entries[0]['url']}: checksum mismatch, the file was removed" in result.stderr
     assert not (tmp_path / "models" / "dwpose" / str(entries[0]["sha256"])).exists()
     assert not list((tmp_path / "models" / "dwpose").glob(".*.partial"))
+
+
+def test_a_file_whose_digest_nobody_states_is_not_placed(tmp_path: Path) -> None:
+    """A URL entry without a sha256 (the server states none): refused before a byte is fetched,
+    named with the way out; the other files still arrive, verified."""
+    hub = Hub()
+    vae_content = os.urandom(MiB)
+    with serve(hub) as endpoint:
+        entries = [*url_entry(hub, os.urandom(MiB), endpoint), *vae(hub, vae_content)]
+        refused = entries[0]["sha256"]
+        entries[0]["sha256"] = None
+        result = run(endpoint, tmp_path, entries)
+    assert result.returncode != 0
+    assert "no sha256 is known for it" in result.stderr and "STEADYDANCER_CATALOG" in result.stderr
+    assert not any(m == "GET" and p == f"/cdn/{refused}" for m, p, _ in hub.requests)
+    assert not (tmp_path / "models" / "dwpose").exists()
+    assert landed(tmp_path, vae_content)
+    assert f"vae/{VAE}: verified" in result.stdout
+
+
+def test_an_https_address_redirecting_to_plain_http_is_not_followed() -> None:
+    import urllib.request
+
+    from steadydancer import fetch_models
+
+    request = urllib.request.Request("https://download.example/yolox.pth", method="HEAD")
+    with pytest.raises(fetch_models.FetchError, match="redirected to a plain http address"):
+        fetch_models.KeepHttps().redirect_request(
+            request, None, 302, "Found", {}, "http://download.example/yolox.pth"
+        )
+    followed = fetch_models.KeepHttps().redirect_request(
+        request, None, 302, "Found", {}, "https://mirror.example/yolox.pth"
+    )
+    assert followed is not None and followed.full_url == "https://mirror.example/yolox.pth"

@@ -134,11 +134,14 @@ def test_a_network_volume_receives_the_clip(
     ("request_", "message"),
     [
         ({"prompt": "x"}, "unknown input(s) prompt; accepted: driving, parameters, reference"),
-        ({"driving": "not base64!"}, "input driving is neither a URL nor valid base64"),
+        ({"driving": "not base64!"}, "input driving: neither an http(s) URL nor valid base64"),
         ({"parameters": {"frames": 0}}, "parameter frames=0 is below its minimum 2"),
         ({"workflow": "dance"}, "unknown workflow 'dance'"),
         ({"reference": driving()}, "cpu-smoke takes no image: drop input reference"),
-        ({"driving": base64.b64encode(b"text").decode()}, "inputs: input driving: not a video"),
+        (
+            {"driving": base64.b64encode(b"text").decode()},
+            "input driving: not an MP4, MOV, WebM or Matroska video",
+        ),
     ],
 )
 def test_bad_jobs_are_refused_before_anything_is_sent(

@@ -1,12 +1,16 @@
-"""The image's entrypoint: ready the pod, then run ComfyUI on 0.0.0.0:8188 and stay its parent.
+"""The image's entrypoint: ready the pod, then run ComfyUI on port 8188 and stay its parent.
 
 Steps, each logged with its duration:
   preflight   a GPU is visible and its driver runs the image's CUDA; free disk
   storage     a mounted volume (/workspace, /runpod-volume) holds models, input, output, user
   models      the variant's files are present (baked or on the volume), else fetched
   attention   a tiny attention call on this GPU picks flash-attn, xformers or PyTorch SDPA
-  services    SSH when PUBLIC_KEY is set, the environment for SSH sessions, /pre_start.sh
-  comfyui     started with --listen 0.0.0.0 --port 8188; SIGTERM and SIGINT are forwarded
+  services    SSH keys from PUBLIC_KEY, the environment for SSH sessions, /pre_start.sh
+  comfyui     started with --listen 0.0.0.0 --port 8188 (127.0.0.1 on a serverless worker,
+              where only the job handler speaks to it); SIGTERM and SIGINT are forwarded
+
+ComfyUI, the hooks and SSH sessions see only the variables boot/environment.py lists
+(and those STEADYDANCER_PASS_ENV names); the serverless handler sees all but the Hub token.
 
 Environment:
   STEADYDANCER_VARIANT      model variant (default: the image's)
@@ -18,6 +22,7 @@ Environment:
   COMFYUI_ARGS              extra ComfyUI arguments, split like a shell would
   HF_TOKEN                  for gated model repositories (never printed)
   PUBLIC_KEY                OpenSSH public key(s), one a line: sshd starts and takes them
+  STEADYDANCER_PASS_ENV     more variable names ComfyUI, the hooks and SSH sessions may see
 
 Usage: python -m steadydancer.entrypoint [--check] [COMMAND...]
   --check    preflight and probe only
@@ -42,6 +47,7 @@ from pathlib import Path
 from types import FrameType
 
 from steadydancer import catalog, fetch_models, gpu_check, runpod, storage, workflows
+from steadydancer.boot import environment
 
 DEFAULT_COMFYUI_DIR = "/opt/ComfyUI"
 DEFAULT_PORT = "8188"
@@ -117,6 +123,11 @@ class Boot:
     @property
     def comfyui_dir(self) -> Path:
         return Path(self.env.get("COMFYUI_DIR", DEFAULT_COMFYUI_DIR))
+
+    @property
+    def serverless(self) -> bool:
+        """RunPod sets RUNPOD_WEBHOOK_GET_JOB on serverless workers: jobs come through it."""
+        return bool(self.env.get("RUNPOD_WEBHOOK_GET_JOB"))
 
     @property
     def run_dir(self) -> Path:
@@ -209,10 +220,10 @@ class Boot:
         return [
             self.env.get("STEADYDANCER_PYTHON", sys.executable),
             str(self.comfyui_dir / "main.py"),
-            "--listen", "0.0.0.0",
+            "--listen", "127.0.0.1" if self.serverless else "0.0.0.0",
             "--port", self.env.get("COMFYUI_PORT", DEFAULT_PORT),
             "--max-upload-size", MAX_UPLOAD_MB,
-            *layout.comfyui_args(),
+            *layout.comfyui_args(self.serverless),
             *(ATTENTION_FLAGS[attention] if gpu else ["--cpu"]),
             *shlex.split(self.env.get("COMFYUI_ARGS", "")),
         ]  # fmt: skip
@@ -265,9 +276,13 @@ def exit_code(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def supervise(argv: list[str], children: dict[str, subprocess.Popen[bytes]]) -> int:
+def supervise(
+    argv: list[str], children: dict[str, subprocess.Popen[bytes]], env: Mapping[str, str]
+) -> int:
     """Run ComfyUI as a child, forward SIGTERM/SIGINT to it, return its exit code."""
-    comfyui = subprocess.Popen(argv, cwd=argv[1].rsplit("/", 1)[0])
+    comfyui = subprocess.Popen(
+        argv, cwd=argv[1].rsplit("/", 1)[0], env=environment.for_children(env)
+    )
     log(f"comfyui: started (pid {comfyui.pid}): {shlex.join(argv)}")
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -283,30 +298,43 @@ def supervise(argv: list[str], children: dict[str, subprocess.Popen[bytes]]) -> 
     return code
 
 
-def start_worker(env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """The serverless handler, talking to the ComfyUI this entrypoint starts; its own group."""
+def start_worker(env: Mapping[str, str], folders: dict[str, Path]) -> subprocess.Popen[bytes]:
+    """The serverless handler, talking to the ComfyUI this entrypoint starts; its own group.
+
+    It is told ComfyUI's folders so that it removes each job's files once delivered.
+    """
     command = shlex.split(
         env.get("STEADYDANCER_WORKER", f"{sys.executable} -m steadydancer.serve.handler")
     )
-    url = f"http://127.0.0.1:{env.get('COMFYUI_PORT', DEFAULT_PORT)}"
-    return subprocess.Popen(command, env={**os.environ, "COMFYUI_URL": url}, start_new_session=True)
+    settings = {
+        "COMFYUI_URL": f"http://127.0.0.1:{env.get('COMFYUI_PORT', DEFAULT_PORT)}",
+        **{f"COMFYUI_{kind.upper()}_DIR": str(folder) for kind, folder in folders.items()},
+    }
+    return subprocess.Popen(
+        command, env={**environment.for_worker(env), **settings}, start_new_session=True
+    )
 
 
 def start_ssh(
     paths: runpod.Paths, public_key: str, children: dict[str, subprocess.Popen[bytes]]
 ) -> None:
+    """authorized_keys' image section rewritten from PUBLIC_KEY (emptied when it is unset),
+    then sshd when it holds a key."""
     parsed = runpod.parse_public_keys(public_key)
     for refusal in parsed.refused:
         log(f"services: {refusal}")
-    if not parsed.keys:
+    written = runpod.write_authorized_keys(paths, parsed.keys)
+    if not public_key:
+        return
+    if not written:
         log("services: PUBLIC_KEY holds no acceptable key; SSH not started")
         return
-    sshd = runpod.start_sshd(paths, parsed.keys)
+    sshd = runpod.start_sshd(paths)
     if isinstance(sshd, int):
         log(f"services: sshd exited at once with {sshd} (see its messages above)")
     else:
         children["sshd"] = sshd
-        log(f"services: sshd started for {len(parsed.keys)} key(s), password logins off")
+        log(f"services: sshd started for {written} key(s), password logins off")
 
 
 def boot_and_run(
@@ -326,8 +354,7 @@ def boot_and_run(
     # entered and mended; nothing else is touched until every variable is right.
     with step("services"):
         runpod.export_environment(paths, env)
-        if env.get("PUBLIC_KEY"):
-            start_ssh(paths, env["PUBLIC_KEY"], children)
+        start_ssh(paths, env.get("PUBLIC_KEY", ""), children)
     if problems:
         raise BootError("; ".join(problems))
     with step("storage"):
@@ -344,19 +371,19 @@ def boot_and_run(
         runpod.export_environment(paths, {**env, "STEADYDANCER_ATTENTION": attention})
     if pre := runpod.hook(paths, "pre_start.sh"):
         with step("pre_start"):
-            children["pre_start"] = hook_process = runpod.start_hook(pre)
+            children["pre_start"] = hook_process = runpod.start_hook(pre, env)
             code = hook_process.wait()
             del children["pre_start"]
             if code != 0:
                 raise BootError(f"{pre} exited with {code}")
     # /post_start.sh runs beside ComfyUI, as RunPod's images run it beside their services.
     if post := runpod.hook(paths, "post_start.sh"):
-        children["post_start"] = runpod.start_hook(post)
-    if env.get("RUNPOD_WEBHOOK_GET_JOB"):
-        # A serverless worker: RunPod hands it jobs through that address.
-        children["worker"] = start_worker(env)
+        children["post_start"] = runpod.start_hook(post, env)
+    if boot.serverless:
+        # RunPod hands this worker its jobs through RUNPOD_WEBHOOK_GET_JOB.
+        children["worker"] = start_worker(env, layout.job_folders(serverless=True))
         log("services: serverless worker started beside ComfyUI")
-    return supervise(boot.comfyui_argv(layout, attention, gpu), children)
+    return supervise(boot.comfyui_argv(layout, attention, gpu), children, env)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -242,11 +242,32 @@ def describe_remote(entry: Entry, retries: int = 3, timeout: float = HEAD_TIMEOU
     raise AssertionError("unreachable")
 
 
+class KeepHttps(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed, never from https to plain http (whose bytes anyone between
+    could change, and a checkpoint is a pickle: its bytes run as code when loaded)."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if req.full_url.startswith("https:") and not newurl.startswith("https:"):
+            raise FetchError(
+                f"{req.full_url}: redirected to a plain http address, which is not followed"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _describe_url(entry: Entry, timeout: float) -> Remote:
     assert entry.url is not None
     request = urllib.request.Request(entry.url, method="HEAD", headers={"user-agent": AGENT})
+    opener = urllib.request.build_opener(KeepHttps)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             length, location = response.headers.get("content-length"), response.geturl()
     except urllib.error.HTTPError as exc:
         if exc.code in RETRYABLE_STATUS:
@@ -745,6 +766,16 @@ def fetch(
         return
     folder = cache or dest
     remotes = describe_all(pending, jobs, retries, timeout)
+    errors: list[str] = []
+    for entry in [entry for entry in pending if expected_sha256(entry, remotes[entry]) is None]:
+        # Nothing to check its bytes against: a file (a pickle, maybe) is not placed unchecked.
+        errors.append(
+            f"{entry.target}: no sha256 is known for it (the catalog records none and "
+            f"{entry.server} states none), so it was not fetched: record its published "
+            "checksum in a catalog (STEADYDANCER_CATALOG), or `lock-models` it on a machine "
+            "that reaches the host"
+        )
+        pending.remove(entry)
     to_download = [entry for entry in pending if not verified(folder, entry, remotes[entry].size)]
     needed = 0
     for entry in to_download:
@@ -758,7 +789,6 @@ def fetch(
         f"{jobs} at a time"
     )
     started = time.monotonic()
-    errors: list[str] = []
     with Progress(needed, interval) as progress:
 
         def one(entry: Entry) -> None:

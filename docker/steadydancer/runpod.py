@@ -13,15 +13,15 @@ import shlex
 import signal
 import struct
 import subprocess
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steadydancer.boot import environment
+
 PER_PROCESS = ("HOME", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "HOSTNAME")
 """Variables every shell sets for itself: an SSH session keeps its own."""
-NEVER_EXPORTED = ("HF_TOKEN", "PUBLIC_KEY")
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-"""A variable whose name holds one of these (RUNPOD_API_KEY) never reaches SSH sessions."""
 KEY_TYPES = (
     "ssh-ed25519",
     "ssh-rsa",
@@ -67,21 +67,12 @@ class Paths:
         )
 
 
-def secret(name: str) -> bool:
-    return name in NEVER_EXPORTED or any(word in name.upper() for word in SECRET_WORDS)
-
-
 def exported(env: Mapping[str, str]) -> str:
-    """`export` lines for SSH sessions: every setting of the pod and the image, no secret.
-
-    As RunPod's own images do, everything is exported (UV_*, LD_LIBRARY_PATH, the pod's
-    RUNPOD_* settings...), so a session sees the environment ComfyUI runs in; what is a
-    secret by its name is left out.
-    """
+    """`export` lines for SSH sessions: the names boot.environment passes, nothing else."""
     lines = [
         f"export {name}={shlex.quote(value)}"
-        for name, value in sorted(env.items())
-        if not secret(name) and name not in PER_PROCESS and name.isidentifier()
+        for name, value in sorted(environment.for_children(env).items())
+        if name not in PER_PROCESS and name.isidentifier()
     ]
     return "\n".join(lines) + "\n"
 
@@ -110,10 +101,16 @@ class PublicKeys:
     refused: list[str] = field(default_factory=list)
 
 
+def breaks_lines(char: str) -> bool:
+    """A control, format or separator character: some reader of the file splits on it
+    (Python's splitlines() on U+2028, U+0085, U+001C...), so none is written."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
 def _key_problem(line: str) -> str | None:
     """Why a line is not a plain OpenSSH public key (type, base64 body, optional comment)."""
-    if any(ord(char) < 32 or ord(char) == 127 for char in line):
-        return "holds a control character"
+    if any(breaks_lines(char) for char in line):
+        return "holds a control or line-separator character"
     fields = line.split(" ", 2)
     kind = fields[0]
     if kind not in KEY_TYPES:
@@ -153,19 +150,60 @@ def parse_public_keys(value: str) -> PublicKeys:
     return parsed
 
 
-def start_sshd(paths: Paths, keys: list[str]) -> subprocess.Popen[bytes] | int:
-    """Authorise the keys, make this container's own host keys, start sshd.
+SECTION_START = "# >>> steadydancer: the keys of PUBLIC_KEY, rewritten at every boot >>>"
+SECTION_END = "# <<< steadydancer <<<"
+
+
+def split_section(text: str) -> tuple[list[str], list[str]] | None:
+    """(the user's lines, the section's keys) of an authorized_keys text; None without a
+    section. Split on "\\n" only, as sshd reads the file."""
+    lines = text.split("\n")
+    if SECTION_START not in lines:
+        return None
+    start = lines.index(SECTION_START)
+    if SECTION_END not in lines[start:]:
+        return None
+    end = lines.index(SECTION_END, start)
+    own = [line for line in lines[:start] + lines[end + 1 :] if line.strip()]
+    return own, [line for line in lines[start + 1 : end] if line.strip()]
+
+
+def authorized_keys(existing: str | None, keys: list[str]) -> str:
+    """authorized_keys with the image's section holding exactly `keys`.
+
+    Lines outside the section are a user's own and kept. A file without the section was
+    written by an earlier image, which appended PUBLIC_KEY's keys to it, so all of it is
+    the image's and replaced: a key taken out of PUBLIC_KEY is revoked at the next boot.
+    """
+    parts = split_section(existing or "")
+    own = parts[0] if parts else []
+    section = [SECTION_START, *keys, SECTION_END] if keys else []
+    return "\n".join([*own, *section]) + "\n" if own or section else ""
+
+
+def write_authorized_keys(paths: Paths, keys: list[str]) -> int:
+    """Rewrite the image's section of authorized_keys; returns the keys the file now holds
+    in it, read back."""
+    paths.ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(paths.ssh_dir, 0o700)
+    path = paths.ssh_dir / "authorized_keys"
+    existing = path.read_text() if path.is_file() else None
+    if existing is None and not keys:
+        return 0
+    partial = path.with_name(".authorized_keys.partial")
+    handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write(authorized_keys(existing, keys))
+    os.replace(partial, path)
+    parts = split_section(path.read_text())
+    return len(parts[1]) if parts else 0
+
+
+def start_sshd(paths: Paths) -> subprocess.Popen[bytes] | int:
+    """Make this container's own host keys and start sshd (the keys are written before).
 
     Returns the running sshd, or its exit code when it stopped at once.
     """
-    paths.ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(paths.ssh_dir, 0o700)
-    authorized = paths.ssh_dir / "authorized_keys"
-    present = authorized.read_text().splitlines() if authorized.is_file() else []
-    new = [key for key in keys if key not in present]
-    if new or not authorized.is_file():
-        authorized.write_text("\n".join([*present, *new]) + "\n")
-    os.chmod(authorized, 0o600)
     # The image ships no host keys (each container would share them): make them now.
     (paths.ssh_root / "etc" / "ssh").mkdir(parents=True, exist_ok=True)
     subprocess.run(["ssh-keygen", "-A", "-f", str(paths.ssh_root)], check=True, capture_output=True)
@@ -184,9 +222,12 @@ def hook(paths: Paths, name: str) -> Path | None:
     return script if script.is_file() else None
 
 
-def start_hook(script: Path) -> subprocess.Popen[bytes]:
-    """A hook in a process group of its own, so stopping it stops what it started too."""
-    return subprocess.Popen(["bash", str(script)], start_new_session=True)
+def start_hook(script: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """A hook in a process group of its own, so stopping it stops what it started too; it
+    sees the names boot.environment passes."""
+    return subprocess.Popen(
+        ["bash", str(script)], start_new_session=True, env=environment.for_children(env)
+    )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

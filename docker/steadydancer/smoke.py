@@ -14,7 +14,9 @@ the videos, also when the run fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -25,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -39,6 +41,8 @@ SIDES = (64, 8192)
 """Pixels an input image or video may have on each side."""
 MAX_VIDEO_S = 300.0
 """A driving video longer than this is refused: only its first frames are used anyway."""
+MAX_VIDEO_FRAMES = 9000
+"""300 s at 30 frames a second: counted, so a container that states no duration is held too."""
 
 
 class SmokeError(Exception):
@@ -159,11 +163,13 @@ class Comfy:
             )
         return stats, set(info)
 
-    def upload(self, name: str, data: bytes, content_type: str) -> str:
+    def upload(
+        self, name: str, data: bytes | BinaryIO, content_type: str, subfolder: str = ""
+    ) -> str:
+        """Upload to ComfyUI's input folder (a file object streams); returns the name to use."""
+        form = {"overwrite": "true", **({"subfolder": subfolder} if subfolder else {})}
         response = self.http.post(
-            "/upload/image",
-            files={"image": (name, data, content_type)},
-            data={"overwrite": "true"},
+            "/upload/image", files={"image": (name, data, content_type)}, data=form
         )
         if response.status_code != 200:
             raise SmokeError(
@@ -183,6 +189,21 @@ class Comfy:
                 "queue", "\n  ".join([f"ComfyUI rejected the workflow: {headline}", *errors])
             )
         return str(body["prompt_id"])
+
+    def cancel(self, prompt_id: str) -> None:
+        """Take a prompt out of the queue and stop it if it runs (ComfyUI interrupts only that
+        prompt when given its id, and whatever runs on versions that ignore the id)."""
+        for path, body in (
+            ("/queue", {"delete": [prompt_id]}),
+            ("/interrupt", {"prompt_id": prompt_id}),
+        ):
+            with contextlib.suppress(httpx.HTTPError):
+                self.http.post(path, json=body, timeout=10)
+
+    def forget(self, prompt_id: str) -> None:
+        """Drop the prompt from ComfyUI's history (which names its files and parameters)."""
+        with contextlib.suppress(httpx.HTTPError):
+            self.http.post("/history", json={"delete": [prompt_id]}, timeout=10)
 
     def history(self, prompt_id: str) -> dict[str, Any] | None:
         """The prompt's history entry; None while it runs, or while the server cannot be read
@@ -373,6 +394,11 @@ def check_media(name: str, path: Path, kind: str, label: str | None = None) -> N
                 with Image.open(path) as image:
                     size = image.size
                     image.verify()
+            except Image.DecompressionBombError:
+                raise ValueError(
+                    f"its header declares more pixels than accepted; each side must be "
+                    f"{SIDES[0]} to {SIDES[1]}"
+                ) from None
             except (UnidentifiedImageError, OSError, SyntaxError) as exc:
                 raise ValueError(f"not an image ({exc})") from None
         else:
@@ -382,11 +408,29 @@ def check_media(name: str, path: Path, kind: str, label: str | None = None) -> N
                 with av.open(str(path)) as container:
                     if not container.streams.video:
                         raise ValueError("no video stream in it")
+                    stream = container.streams.video[0]
+                    size = (stream.codec_context.width, stream.codec_context.height)
+                    # The stated size, refused before a frame is decoded at that size.
+                    if all(size) and not all(SIDES[0] <= side <= SIDES[1] for side in size):
+                        raise ValueError(
+                            f"{size[0]}x{size[1]} pixels; each side must be {SIDES[0]} to "
+                            f"{SIDES[1]}"
+                        )
                     frame = next(container.decode(video=0))
                     size = (frame.width, frame.height)
                     seconds = (container.duration or 0) / 1_000_000
+                with av.open(str(path)) as container:
+                    # Packets, not decoded frames: a stated duration may be absent or false.
+                    packets = (p for p in container.demux(video=0) if p.size)
+                    frames = sum(1 for _ in itertools.islice(packets, MAX_VIDEO_FRAMES + 1))
             except (av.FFmpegError, StopIteration) as exc:
-                raise ValueError(f"not a video ({exc or 'no frame'})") from None
+                reason = getattr(exc, "strerror", None) or "no frame"
+                raise ValueError(f"not a video ({reason})") from None
+            if frames > MAX_VIDEO_FRAMES:
+                raise ValueError(
+                    f"the video has over {MAX_VIDEO_FRAMES} frames (only its first frames are "
+                    "used): trim it"
+                )
             if seconds > MAX_VIDEO_S:
                 raise ValueError(
                     f"the video lasts {seconds:.0f} s, over the {MAX_VIDEO_S:.0f} s accepted "

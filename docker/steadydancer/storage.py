@@ -46,14 +46,20 @@ class Layout:
         """ComfyUI's user directory: settings, and the workflows its browser lists."""
         return self.data / "user" if self.data else self.comfyui / "user"
 
-    def comfyui_args(self) -> list[str]:
-        if self.data is None:
+    def job_folders(self, serverless: bool = False) -> dict[str, Path]:
+        """ComfyUI's input, output and temp folders: the volume's on a pod (its user keeps
+        them), the container's own on a serverless worker (workers share a volume, never
+        their jobs' files)."""
+        base = self.comfyui if serverless or self.data is None else self.data
+        return {"input": base / "input", "output": base / "output", "temp": self.comfyui / "temp"}
+
+    def comfyui_args(self, serverless: bool = False) -> list[str]:
+        if self.data is None and not serverless:
             return []
-        return [
-            "--input-directory", str(self.data / "input"),
-            "--output-directory", str(self.data / "output"),
-            "--user-directory", str(self.data / "user"),
-        ]  # fmt: skip
+        folders = self.job_folders(serverless)
+        args = ["--input-directory", str(folders["input"])]
+        args += ["--output-directory", str(folders["output"])]
+        return args + (["--user-directory", str(self.user)] if self.data else [])
 
 
 def volume_candidates(env: Mapping[str, str], default: str) -> list[Path]:

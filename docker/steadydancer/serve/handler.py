@@ -20,107 +20,104 @@ way out when it does not. Local test: python -m steadydancer.serve.handler
 from __future__ import annotations
 
 import base64
-import binascii
+import math
 import os
+import re
+import secrets
 import shutil
 import tempfile
-import urllib.parse
-from collections.abc import Callable
-from pathlib import Path
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from steadydancer import catalog, smoke, speed, storage, vram, workflows
+from steadydancer.serve import inputs
 
 DEFAULT_WORKFLOW = "steadydancer-dance"
 INLINE_LIMIT = 10_000_000
 """Bytes of base64 a job's answer may carry (RunPod's /run payload limit; /runsync's is 20 MB)."""
-MAX_INPUT_BYTES = 2_000_000_000
 INPUT_KEYS = {"workflow", "reference", "driving", "parameters"}
-SUFFIXES = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/webp": ".webp",
-    "video/mp4": ".mp4",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
-}
+MEDIA_INPUTS = (("reference", "image"), ("driving", "video"))
 BUCKET_VARIABLES = (
     "BUCKET_ENDPOINT_URL",
     "BUCKET_ACCESS_KEY_ID",
     "BUCKET_SECRET_ACCESS_KEY",
     "BUCKET_NAME",
 )
+COMFYUI_FOLDERS = {
+    "input": "COMFYUI_INPUT_DIR",
+    "output": "COMFYUI_OUTPUT_DIR",
+    "temp": "COMFYUI_TEMP_DIR",
+}
+"""Where the ComfyUI beside the worker keeps files (set by the entrypoint): a job's are
+removed from them once it is delivered."""
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
 
 
 class JobError(ValueError):
     """A job that cannot be done, worded for the caller."""
 
 
-def sniffed_suffix(data: bytes) -> str:
-    """A file's kind from its first bytes, for base64 inputs that carry no name."""
-    if data.startswith(b"\x89PNG"):
-        return ".png"
-    if data.startswith(b"\xff\xd8"):
-        return ".jpg"
-    if data[4:8] == b"ftyp":
-        return ".mp4"
-    if data.startswith(b"\x1a\x45\xdf\xa3"):
-        return ".webm"
-    return ""
-
-
-def materialize(name: str, value: object, folder: Path) -> Path:
-    """An input given as a URL, a data URL or bare base64, written to `folder`."""
-    if not isinstance(value, str) or not value:
-        raise JobError(f"input {name} must be a URL, a data URL or base64 text")
-    if value.startswith(("http://", "https://")):
-        return download(name, value, folder)
-    media = ""
-    if value.startswith("data:"):
-        header, _, value = value.partition(",")
-        media = header.removeprefix("data:").split(";")[0]
-    try:
-        data = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise JobError(f"input {name} is neither a URL nor valid base64") from None
-    path = folder / f"{name}{SUFFIXES.get(media) or sniffed_suffix(data)}"
-    path.write_bytes(data)
-    return path
-
-
-def download(name: str, url: str, folder: Path) -> Path:
-    import httpx
-
-    suffix = Path(urllib.parse.urlsplit(url).path).suffix.lower()
-    path = folder / f"{name}{suffix}"
-    try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
-            if response.status_code != 200:
-                raise JobError(f"input {name}: {url} answered HTTP {response.status_code}")
-            if not suffix:
-                kind = response.headers.get("content-type", "").split(";")[0]
-                path = path.with_suffix(SUFFIXES.get(kind, ""))
-            size = 0
-            with path.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    size += len(chunk)
-                    if size > MAX_INPUT_BYTES:
-                        raise JobError(f"input {name}: over {MAX_INPUT_BYTES / 1e9:.0f} GB")
-                    out.write(chunk)
-    except httpx.HTTPError as exc:
-        raise JobError(f"input {name}: cannot download {url}: {exc}") from None
-    return path
-
-
 def parameter_of_type(workflow: workflows.Workflow, kind: str) -> str | None:
     return next((p.name for p in workflow.parameters.values() if p.type == kind), None)
 
 
-def deliver(videos: list[Path], job_id: str) -> list[dict[str, Any]]:
+def non_finite(value: object, where: str = "") -> str | None:
+    """The place of the first NaN or infinity in a JSON value (Python's json accepts them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the input"
+    items: Any = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+# A URL's userinfo and query (a signed URL's signature) and absolute paths never reach a caller.
+USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+QUERY = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s?#]*)[?#]\S*")
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^/\s'\"]+/)+([^/\s'\"]*)")
+
+
+def one_line(message: str) -> str:
+    text = " ".join(message.split())
+    text = USERINFO.sub(r"\1", text)
+    text = QUERY.sub(r"\1", text)
+    return ABSOLUTE_PATH.sub(r"\1", text)
+
+
+def bucket_settings(env: Mapping[str, str]) -> dict[str, str] | None:
+    """The bucket to deliver to: all four settings, none (no bucket), or a JobError."""
+    given = [name for name in BUCKET_VARIABLES if env.get(name)]
+    if not given:
+        return None
+    if len(given) < len(BUCKET_VARIABLES):
+        missing = [name for name in BUCKET_VARIABLES if name not in given]
+        raise JobError(
+            f"the worker's bucket settings are incomplete: {', '.join(missing)} missing "
+            f"({', '.join(BUCKET_VARIABLES)} are all needed for bucket delivery)"
+        )
+    return {name: env[name] for name in BUCKET_VARIABLES}
+
+
+def deliver(
+    videos: list[Path], job_id: str, env: Mapping[str, str] = os.environ
+) -> list[dict[str, Any]]:
     """Each video as an S3 URL, a path on the volume, or base64; JobError when none fits."""
-    if all(os.environ.get(name) for name in BUCKET_VARIABLES):
-        return [to_bucket(video, job_id) for video in videos]
-    volume = storage.find_volume(storage.volume_candidates(os.environ, "/runpod-volume"))
+    bucket = bucket_settings(env)
+    if bucket is not None:
+        return [to_bucket(video, job_id, bucket, env.get("BUCKET_REGION")) for video in videos]
+    volume = storage.find_volume(storage.volume_candidates(env, "/runpod-volume"))
     if volume is not None:
         folder = volume / "steadydancer" / "output" / job_id
         folder.mkdir(parents=True, exist_ok=True)
@@ -129,7 +126,7 @@ def deliver(videos: list[Path], job_id: str) -> list[dict[str, Any]]:
             for video in videos
         ]
     encoded = [base64.b64encode(video.read_bytes()).decode() for video in videos]
-    limit = int(os.environ.get("STEADYDANCER_INLINE_LIMIT_BYTES", INLINE_LIMIT))
+    limit = int(env.get("STEADYDANCER_INLINE_LIMIT_BYTES", INLINE_LIMIT))
     total = sum(len(text) for text in encoded)
     if total > limit:
         raise JobError(
@@ -142,50 +139,159 @@ def deliver(videos: list[Path], job_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def to_bucket(video: Path, job_id: str) -> dict[str, Any]:
-    import boto3
+AWS_REGION_HOST = re.compile(r"(?:^|\.)s3[.-]([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com$")
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=os.environ["BUCKET_ENDPOINT_URL"],
-        aws_access_key_id=os.environ["BUCKET_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["BUCKET_SECRET_ACCESS_KEY"],
-        region_name=os.environ.get("BUCKET_REGION", "us-east-1"),
-    )
-    bucket, key = os.environ["BUCKET_NAME"], f"steadydancer/{job_id}/{video.name}"
-    client.upload_file(str(video), bucket, key, ExtraArgs={"ContentType": "video/mp4"})
-    url = client.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=7 * 24 * 3600
-    )
-    return {"name": video.name, "url": url, "bucket": bucket, "key": key}
+
+def bucket_region(endpoint: str, region: str | None) -> str:
+    """BUCKET_REGION, else the region an AWS endpoint names, else us-east-1 (MinIO's, R2's)."""
+    if region:
+        return region
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(endpoint).hostname or ""
+    found = AWS_REGION_HOST.search(host)
+    return found.group(1) if found else "us-east-1"
+
+
+def to_bucket(
+    video: Path, job_id: str, bucket: dict[str, str], region: str | None
+) -> dict[str, Any]:
+    import boto3
+    from boto3.exceptions import Boto3Error
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    endpoint = bucket["BUCKET_ENDPOINT_URL"]
+    name, key = bucket["BUCKET_NAME"], f"steadydancer/{job_id}/{video.name}"
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=bucket["BUCKET_ACCESS_KEY_ID"],
+            aws_secret_access_key=bucket["BUCKET_SECRET_ACCESS_KEY"],
+            region_name=bucket_region(endpoint, region),
+            config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
+        )
+        client.upload_file(str(video), name, key, ExtraArgs={"ContentType": "video/mp4"})
+        url = client.generate_presigned_url(
+            "get_object", Params={"Bucket": name, "Key": key}, ExpiresIn=7 * 24 * 3600
+        )
+    except (ClientError, BotoCoreError, Boto3Error, ValueError) as exc:
+        print(f"[steadydancer] bucket delivery failed: {exc}", flush=True)
+        # boto3's upload wraps the store's answer (a ClientError) in S3UploadFailedError.
+        answer = next(
+            (e for e in (exc, exc.__cause__, exc.__context__) if isinstance(e, ClientError)),
+            None,
+        )
+        if answer is not None:
+            code = answer.response.get("Error", {}).get("Code", "an error")
+            raise JobError(f"delivery to the bucket failed: the store answered {code}") from None
+        raise JobError(
+            f"delivery to the bucket failed ({type(exc).__name__}): check BUCKET_ENDPOINT_URL "
+            "and the store"
+        ) from None
+    return {"name": video.name, "url": url, "bucket": name, "key": key}
+
+
+def private_prefixes(prompt: dict[str, Any], outputs: tuple[str, ...], folder: str) -> None:
+    """Output nodes write under the job's own folder of ComfyUI's output (and temp) folder."""
+    for node in outputs:
+        node_inputs = prompt.get(node, {}).get("inputs", {})
+        prefix = node_inputs.get("filename_prefix")
+        if isinstance(prefix, str):
+            node_inputs["filename_prefix"] = f"{folder}/{PurePosixPath(prefix).name or 'out'}"
+
+
+def remove_from_comfyui(env: Mapping[str, str], folder: str, items: list[dict[str, Any]]) -> None:
+    """Delete the job's folder and every file ComfyUI reported for it, inside ComfyUI's folders."""
+    roots = {kind: Path(env[name]) for kind, name in COMFYUI_FOLDERS.items() if env.get(name)}
+    for root in roots.values():
+        shutil.rmtree(root / folder, ignore_errors=True)
+    for item in items:
+        where = roots.get(str(item.get("type", "output")))
+        if where is None:
+            continue
+        path = (where / str(item.get("subfolder", "")) / str(item.get("filename", ""))).resolve()
+        if path.is_relative_to(where.resolve()) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def handle(
-    job: dict[str, Any],
+    job: object,
     url: str,
     progress: Callable[[str], None] = print,
     ready_timeout: float = 1800.0,
     run_timeout: float = 3600.0,
+    budgets: inputs.Budgets = inputs.Budgets(),  # noqa: B008 (frozen)
+    env: Mapping[str, str] = os.environ,
 ) -> dict[str, Any]:
-    """One job against the ComfyUI at `url`; {"videos": [...]} or {"error": "..."}."""
-    job_id = str(job.get("id") or "local")
-    request = job.get("input")
-    comfy = smoke.Comfy(url)
+    """One job against the ComfyUI at `url`: {"videos": [...]}, or {"error": "<one line>"}.
+
+    Whatever fails, the caller gets one line naming the input and the rule; the worker's
+    own log keeps what only the operator should see (ComfyUI's log, a traceback).
+    """
+    folder_name = f"job-{secrets.token_hex(16)}"
     try:
-        if not isinstance(request, dict):
-            raise JobError("the job has no input object")
-        unknown = sorted(set(request) - INPUT_KEYS)
-        if unknown:
-            raise JobError(
-                f"unknown input(s) {', '.join(unknown)}; accepted: {', '.join(sorted(INPUT_KEYS))}"
-            )
-        workflow = workflows.load(str(request.get("workflow") or DEFAULT_WORKFLOW))
-        values = dict(request.get("parameters") or {})
-        workflows.check_values(workflow, values)
-        variant = os.environ.get("STEADYDANCER_VARIANT", catalog.DEFAULT_VARIANT)
+        return run_job(job, url, progress, ready_timeout, run_timeout, budgets, env, folder_name)
+    except (JobError, inputs.InputError, workflows.WorkflowError) as exc:
+        return {"error": one_line(str(exc))}
+    except smoke.SmokeError as exc:
+        if exc.log_tail:
+            print(f"[steadydancer] {folder_name}: {exc}", flush=True)
+        return {"error": one_line(f"{exc.stage}: {exc.message}")}
+    except Exception:
+        print(f"[steadydancer] {folder_name}: unexpected failure", flush=True)
+        traceback.print_exc()
+        return {"error": f"the worker failed unexpectedly (reference {folder_name} in its log)"}
+
+
+def run_job(
+    job: object,
+    url: str,
+    progress: Callable[[str], None],
+    ready_timeout: float,
+    run_timeout: float,
+    budgets: inputs.Budgets,
+    env: Mapping[str, str],
+    folder_name: str,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + budgets.job_s
+    if not isinstance(job, dict):
+        raise JobError("the job must be an object with an input object")
+    job_id = str(job.get("id") or "local")
+    if not JOB_ID.fullmatch(job_id):
+        raise JobError("the job id must be letters, digits, '.', '_' or '-' (128 at most)")
+    request = job.get("input")
+    if not isinstance(request, dict):
+        raise JobError("the job has no input object")
+    unknown = sorted(str(key) for key in set(request) - INPUT_KEYS)
+    if unknown:
+        raise JobError(
+            f"unknown input(s) {', '.join(unknown)[:200]}; accepted: "
+            f"{', '.join(sorted(INPUT_KEYS))}"
+        )
+    if (where := non_finite(request)) is not None:
+        raise JobError(f"input {where} is NaN or infinite: only finite numbers are accepted")
+    workflow_name = request.get("workflow") or DEFAULT_WORKFLOW
+    if not isinstance(workflow_name, str):
+        raise JobError(f"input workflow must be a name, one of {', '.join(workflows.names())}")
+    workflow = workflows.load(workflow_name)
+    raw_values = request.get("parameters") or {}
+    if not isinstance(raw_values, dict):
+        raise JobError("input parameters must be an object of NAME: value")
+    values = dict(raw_values)
+    workflows.check_values(workflow, values)
+    bucket_settings(env)
+    variant = env.get("STEADYDANCER_VARIANT", catalog.DEFAULT_VARIANT)
+    comfy = smoke.Comfy(url)
+    items: list[dict[str, Any]] = []
+    prompt_id: str | None = None
+    finished = False
+    try:
         with tempfile.TemporaryDirectory(prefix="steadydancer-job-") as tmp:
             folder = Path(tmp)
-            for key, kind in (("reference", "image"), ("driving", "video")):
+            media: dict[str, Path] = {}
+            for key, kind in MEDIA_INPUTS:
                 parameter = parameter_of_type(workflow, kind)
                 if key not in request:
                     if parameter and workflow.parameters[parameter].default is None:
@@ -193,27 +299,37 @@ def handle(
                     continue
                 if parameter is None:
                     raise JobError(f"{workflow.name} takes no {kind}: drop input {key}")
-                path = materialize(key, request[key], folder)
+                input_deadline = min(deadline, time.monotonic() + budgets.input_s)
+                path = inputs.materialize(
+                    key, kind, request[key], folder, budgets, input_deadline, env
+                )
                 smoke.check_media(key, path, kind, f"input {key}")
-                values[parameter] = path
+                media[parameter] = path
             progress("waiting for ComfyUI")
-            stats, _ = comfy.wait_ready(ready_timeout, workflow.class_types)
+            stats, _ = comfy.wait_ready(left(deadline, ready_timeout), workflow.class_types)
             device = (stats.get("devices") or [{}])[0]
             chosen = vram.choose_block_swap(workflow.parameters, values, variant, device)
             if chosen is not None:
                 values["block_swap"] = chosen
                 progress(f"block_swap={chosen} for {device['vram_total'] / 2**30:.0f} GiB")
             values.update(speed.choose(workflow.parameters, values, variant, device))
-            for name, (filename, data, kind) in smoke.media_inputs(workflow, values).items():
-                values[name] = comfy.upload(filename, data, kind)
+            for parameter, path in media.items():
+                content_type = CONTENT_TYPES.get(path.suffix, "video/mp4")
+                with path.open("rb") as handle_:
+                    values[parameter] = comfy.upload(
+                        path.name, handle_, content_type, subfolder=folder_name
+                    )
             prompt = workflows.render(workflow, values, variant, smoke.served_attention(stats))
+            private_prefixes(prompt, workflow.outputs, folder_name)
             prompt_id = comfy.queue(prompt)
             progress(f"queued as {prompt_id}")
-            entry = comfy.follow(prompt_id, run_timeout, say=progress)
+            entry = comfy.follow(prompt_id, left(deadline, run_timeout), say=progress)
+            finished = True
+            items = smoke.output_files(entry, workflow.outputs)
             out = folder / "out"
             out.mkdir()
             videos = []
-            for item in smoke.output_files(entry, workflow.outputs):
+            for item in items:
                 path = comfy.download(item, out)
                 if path.suffix.lower() in smoke.VIDEO_SUFFIXES:
                     smoke.verify_video(path)
@@ -221,13 +337,22 @@ def handle(
             if not videos:
                 raise JobError("the workflow finished without a video")
             progress(f"delivering {len(videos)} video(s)")
-            return {"videos": deliver(videos, job_id)}
-    except (JobError, workflows.WorkflowError) as exc:
-        return {"error": str(exc)}
-    except smoke.SmokeError as exc:
-        return {"error": str(exc)}
+            return {"videos": deliver(videos, job_id, env)}
     finally:
+        if prompt_id is not None:
+            if not finished:
+                comfy.cancel(prompt_id)
+            comfy.forget(prompt_id)
+        remove_from_comfyui(env, folder_name, items)
         comfy.close()
+
+
+def left(deadline: float, stage_s: float) -> float:
+    """A stage's wait: its own limit, or what is left of the job's, whichever is shorter."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise JobError("the job ran past its deadline")
+    return min(stage_s, remaining)
 
 
 def main() -> None:

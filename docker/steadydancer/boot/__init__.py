@@ -1,0 +1,1 @@
+"""Programs and rules of the pod's boot."""
