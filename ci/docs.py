@@ -270,6 +270,9 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "ghcr-limit": lambda: f"{registry_limit('ghcr.io/o/n') / GB:.0f} GB",
     "ecr-limit": lambda: f"{registry_limit('1.dkr.ecr.x.amazonaws.com/n') // registries.MIB:,} MiB",
     "default-variant": lambda: f"`{catalog.DEFAULT_VARIANT}`",
+    "refused-files": lambda: (
+        "; ".join(entry.refusal for entry in catalog.refused(catalog.DEFAULT_VARIANT)) or "none"
+    ),
     "variants": variants_table,
     "shared-files": shared_files,
     "plan-sizes": plan_sizes,

@@ -64,7 +64,7 @@ def layers(options: BuildOptions) -> list[LayerPlan]:
     model_lines = [
         f"{_gb(entry.size)}  {entry.repo}/{entry.path} -> models/{entry.target}"
         for entry in models_layer.layer_order(options.variant)
-    ]
+    ] + [f"not baked: {entry.refusal}" for entry in catalog.refused(options.variant)]
     plan = [
         LayerPlan(
             "base",

@@ -283,6 +283,30 @@ def test_missing_models_are_fetched_to_the_volume_and_present_ones_left_alone(
     assert again.returncode == 0 and "4 of 4 present" in again.stdout
 
 
+def test_a_file_nothing_can_check_is_named_and_never_fetched(root: Root, hub: Hub) -> None:
+    """A plain-URL checkpoint with no sha256 in the catalog (as yolox-l is): the boot names it
+    with the way out, fetches the rest, and asks that server nothing."""
+    data = json.loads(root.catalog.read_text())
+    data["files"]["pickle"] = {
+        "url": "https://127.0.0.1:9/checkpoint.pth", "folder": "dwpose",
+        "size": None, "sha256": None, "source": "test",
+    }  # fmt: skip
+    data["variants"]["fp8"]["files"].append("pickle")
+    root.catalog.write_text(json.dumps(data))
+    root.workspace.mkdir()
+    root.bake("steadydancer-fp8", "umt5-xxl-fp8")
+    with serve(hub) as endpoint:
+        result = root.boot(HF_ENDPOINT=endpoint)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "models: pickle (models/dwpose/checkpoint.pth) is not placed: no sha256 is recorded"
+        in result.stdout
+    )
+    assert "STEADYDANCER_CATALOG" in result.stdout
+    assert "models: variant fp8, 2 of 4 present" in result.stdout
+    assert not (root.workspace / "steadydancer" / "models" / "dwpose").exists()
+
+
 @pytest.mark.parametrize(
     ("working", "enable_flash", "chosen", "flag"),
     [

@@ -35,7 +35,7 @@ def test_switching_variant_recompiles_nothing_and_keeps_the_shared_model_layers(
     fp8, fp16 = build("fp8"), build("fp16")
     diff = first_difference(fp8, fp16)
     shared = sum(
-        entry in catalog.files_for("fp16") for entry in catalog.files_for("fp8")
+        entry in catalog.placeable("fp16") for entry in catalog.placeable("fp8")
     )  # VAE, CLIP vision, LoRA, YOLO, ViTPose model and data
     assert diff == models_position(fp8) + shared
     assert diff > last_attention_op(fp8)

@@ -11,6 +11,7 @@ from steadydancer import catalog
 
 import ci.main  # noqa: F401
 from ci import pins
+from ci.layers import models as models_layer
 from ci.options import BuildOptions
 from ci.plan import layers, render
 from tests.dagger_offline import REPO
@@ -43,9 +44,19 @@ def test_plan_names_every_pin() -> None:
         pins.XFORMERS.requirement,
         pins.COMFYUI.commit,
         *(pack.commit for pack in pins.NODE_PACKS),
-        *(entry.path for entry in catalog.files_for("fp16")),
+        *(entry.path for entry in catalog.placeable("fp16")),
     ):
         assert needle in text, needle
+
+
+def test_a_file_whose_bytes_cannot_be_checked_is_named_and_not_baked() -> None:
+    """yolox-l comes from a plain URL that states no digest and the catalog records none."""
+    (refused,) = catalog.refused("fp8")
+    assert refused.key == "yolox-l" and refused.sha256 is None and refused.url
+    assert refused not in models_layer.layer_order("fp8")
+    text = render(BuildOptions.parse("fp8"))
+    assert f"not baked: {refused.refusal}" in text
+    assert "STEADYDANCER_CATALOG" in refused.refusal
 
 
 def test_forced_branches_show_only_what_they_install() -> None:

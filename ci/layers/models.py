@@ -90,12 +90,15 @@ def model_file(entry: catalog.ModelFile, hf_token: dagger.Secret | None = None) 
 
 
 def layer_order(variant: str) -> list[catalog.ModelFile]:
-    """Files shared by most variants first: a variant switch keeps the engine's cache for them."""
+    """Files shared by most variants first: a variant switch keeps the engine's cache for them.
+
+    A file whose bytes cannot be checked is not baked (catalog.refused; plan names it).
+    """
     users = {
         entry.key: sum(entry in catalog.files_for(name) for name in catalog.VARIANTS)
-        for entry in catalog.files_for(variant)
+        for entry in catalog.placeable(variant)
     }
-    return sorted(catalog.files_for(variant), key=lambda entry: (-users[entry.key], entry.key))
+    return sorted(catalog.placeable(variant), key=lambda entry: (-users[entry.key], entry.key))
 
 
 def with_models(

@@ -43,6 +43,21 @@ class ModelFile:
         return self.path.rsplit("/", 1)[-1]
 
     @property
+    def checkable(self) -> bool:
+        """Whether its bytes can be checked: a recorded sha256, or the Hub, which states one."""
+        return self.sha256 is not None or self.url is None
+
+    @property
+    def refusal(self) -> str:
+        """Why an uncheckable file is not placed, and the way out."""
+        return (
+            f"{self.key} (models/{self.target}) is not placed: no sha256 is recorded for it and "
+            f"its server states none, and a checkpoint is code to whoever loads it; record its "
+            "published sha256 and size in a catalog copy given as STEADYDANCER_CATALOG "
+            "(the steadydancer-official workflow needs it)"
+        )
+
+    @property
     def target(self) -> str:
         """Path relative to ComfyUI's models/ directory."""
         return f"{self.folder}/{self.filename}"
@@ -80,11 +95,12 @@ class Variant:
 
     @property
     def recorded_size(self) -> int:
-        return sum(entry.size or 0 for entry in self.files)
+        """Bytes of the files that are placed (refused ones never are)."""
+        return sum(entry.size or 0 for entry in self.files if entry.checkable)
 
     @property
     def unsized(self) -> tuple[ModelFile, ...]:
-        return tuple(entry for entry in self.files if entry.size is None)
+        return tuple(entry for entry in self.files if entry.size is None and entry.checkable)
 
 
 def load(path: Path = CATALOG_FILE) -> tuple[dict[str, ModelFile], dict[str, Variant], str]:
@@ -110,6 +126,16 @@ def files_for(variant: str) -> tuple[ModelFile, ...]:
     except KeyError:
         known = ", ".join(sorted(VARIANTS))
         raise ValueError(f"unknown variant {variant!r}; choose one of: {known}") from None
+
+
+def placeable(variant: str) -> tuple[ModelFile, ...]:
+    """The variant's files whose bytes can be checked: those the build bakes and a boot fetches."""
+    return tuple(entry for entry in files_for(variant) if entry.checkable)
+
+
+def refused(variant: str) -> tuple[ModelFile, ...]:
+    """The variant's files that are never placed until a sha256 is recorded for them."""
+    return tuple(entry for entry in files_for(variant) if not entry.checkable)
 
 
 def all_files() -> tuple[ModelFile, ...]:

@@ -176,9 +176,15 @@ class Boot:
     def models(self, layout: storage.Layout) -> None:
         variant = self.env.get("STEADYDANCER_VARIANT", catalog.DEFAULT_VARIANT)
         try:
-            files = catalog.files_for(variant)
+            files = catalog.placeable(variant)
         except ValueError as exc:
             raise BootError(f"models: STEADYDANCER_VARIANT: {exc}") from None
+        for entry in catalog.refused(variant):
+            if (
+                not (layout.baked_models / entry.target).is_file()
+                and not (layout.models / entry.target).is_file()
+            ):
+                log(f"models: {entry.refusal}")
         entries = [fetch_models.Entry.from_manifest(entry.to_manifest()) for entry in files]
         missing = [
             entry

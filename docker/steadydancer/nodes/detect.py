@@ -90,7 +90,9 @@ class Detector:
         if missing:
             raise FileNotFoundError(
                 f"the official pose detector needs {', '.join(missing)}: build the image with "
-                "its models or let the entrypoint fetch them (catalog files yolox-l, dwpose-l)"
+                "its models or let the entrypoint fetch them (catalog files yolox-l, dwpose-l); "
+                "a file whose sha256 the catalog does not record is never placed (see the boot "
+                "log's `models:` lines)"
             )
         with readable(checkpoints[0], "yolox-l"):
             detector = init_detector(
