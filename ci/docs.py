@@ -251,6 +251,15 @@ def endpoint_timeout() -> str:
     return f"{total:.0f} s"
 
 
+TEST_TIMES = REPO / "ci" / "test_times.json"
+"""What the README's test command took from a clean clone, cold and warm, with its command."""
+
+
+def test_time(kind: str) -> str:
+    seconds = float(json.loads(TEST_TIMES.read_text())[f"{kind}_s"])
+    return f"{seconds / 60:.0f} min"
+
+
 def dagger_install() -> str:
     version = engine_version().removeprefix("v")
     return (
@@ -270,6 +279,8 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "ghcr-limit": lambda: f"{registry_limit('ghcr.io/o/n') / GB:.0f} GB",
     "ecr-limit": lambda: f"{registry_limit('1.dkr.ecr.x.amazonaws.com/n') // registries.MIB:,} MiB",
     "default-variant": lambda: f"`{catalog.DEFAULT_VARIANT}`",
+    "tests-cold": functools.partial(test_time, "cold"),
+    "tests-warm": functools.partial(test_time, "warm"),
     "refused-files": lambda: (
         "; ".join(entry.refusal for entry in catalog.refused(catalog.DEFAULT_VARIANT)) or "none"
     ),

@@ -107,7 +107,7 @@ def test_the_boot_tier_builds_and_boots_without_models() -> None:
     assert (boot.bake_models, full.bake_models) == (False, True)
     built = image.image(boot, PLANS["wheel"])
     baked = image.image(full, PLANS["wheel"])
-    names = [entry.filename for entry in catalog.files_for("fp8")]
+    names = [entry.filename for entry in catalog.placeable("fp8")]
     assert all(name in describe(baked) for name in names)
     assert not any(name in describe(built) for name in names)
     off = ("withEnvVariable", {"name": "ENABLE_STEADYDANCER", "value": "false"})
