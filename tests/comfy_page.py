@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 from steadydancer import catalog, workflows
 
 from tests.dagger_offline import REPO
+from tests.local_http import loopback
 
 OBJECT_INFO = REPO / "tests" / "data" / "object_info.json"
 EMPTY: dict[str, Any] = {
@@ -138,14 +138,8 @@ def serve(page: Page) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback(Handler) as url:
+        yield url
 
 
 def screenshot(graph_file: Path, out: Path, variant: str = catalog.DEFAULT_VARIANT) -> None:
