@@ -358,6 +358,12 @@ def left(deadline: float, stage_s: float) -> float:
 def main() -> None:
     import runpod
 
+    # The SDK reads the options it knows (--test_input, --rp_serve_api...) and ignores the rest;
+    # an unknown one is a typo here, refused before the worker starts.
+    _, unknown = runpod.serverless.parser.parse_known_args()
+    if unknown:
+        # The usage line argparse prints lists the SDK's own options.
+        runpod.serverless.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     url = os.environ.get(
         "COMFYUI_URL", f"http://127.0.0.1:{os.environ.get('COMFYUI_PORT', '8188')}"
     )
