@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,83 @@ from steadydancer.vram import tokens  # noqa: E402
 
 DIM, HEADS, FFN, BLOCKS = 5120, 40, 13824, 40
 TEXT_TOKENS, IMAGE_TOKENS = 512, 257
+
+
+WEIGHTS = {
+    "q": (DIM, DIM),
+    "k": (DIM, DIM),
+    "v": (DIM, DIM),
+    "o": (DIM, DIM),
+    "cq": (DIM, DIM),
+    "ck": (DIM, DIM),
+    "cv": (DIM, DIM),
+    "cki": (DIM, DIM),
+    "cvi": (DIM, DIM),
+    "co": (DIM, DIM),
+    "f1": (FFN, DIM),
+    "f2": (DIM, FFN),
+}
+"""A Wan block's linears by name: (out, in)."""
+
+Linear = Callable[[Any, str], Any]
+"""A linear by the block's name for it: (activations, name) -> activations @ weight.T."""
+
+
+def attend(q: Any, k: Any, v: Any) -> Any:
+    import torch.nn.functional as F
+
+    head = DIM // HEADS
+
+    def split(t: Any) -> Any:
+        return t.view(1, -1, HEADS, head).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+    return out.transpose(1, 2).reshape(1, -1, DIM)
+
+
+def block(x: Any, ctx: Any, img: Any, linear: Linear) -> Any:
+    """One Wan 2.1 block's matmuls and attention: self-attention, cross-attention to the text
+    and image tokens, the FFN; norms without modulation."""
+    import torch.nn.functional as F
+
+    h = F.layer_norm(x, (DIM,))
+    x = x + linear(attend(linear(h, "q"), linear(h, "k"), linear(h, "v")), "o")
+    h = F.layer_norm(x, (DIM,))
+    q = linear(h, "cq")
+    cross = attend(q, linear(ctx, "ck"), linear(ctx, "cv"))
+    cross = cross + attend(q, linear(img, "cki"), linear(img, "cvi"))
+    x = x + linear(cross, "co")
+    h = F.layer_norm(x, (DIM,))
+    return x + linear(F.gelu(linear(h, "f1"), approximate="tanh"), "f2")
+
+
+def timed(run: Callable[[], Any], repeats: int = 3) -> float:
+    """The median of `repeats` runs after one warm-up, in seconds, by CUDA events."""
+    import torch
+
+    run()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def inputs(n: int) -> tuple[Any, Any, Any]:
+    """The hidden states of n video tokens, the text and the image tokens, random bf16."""
+    import torch
+
+    dev, bf16 = torch.device("cuda"), torch.bfloat16
+    return (
+        torch.randn(1, n, DIM, device=dev, dtype=bf16),
+        torch.randn(1, TEXT_TOKENS, DIM, device=dev, dtype=bf16),
+        torch.randn(1, IMAGE_TOKENS, DIM, device=dev, dtype=bf16),
+    )
 
 
 def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str, Any]:
@@ -45,23 +123,7 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
     def weight(rows: int, cols: int) -> torch.Tensor:
         return torch.randn(rows, cols, device=dev, dtype=bf16) * cols**-0.5
 
-    w = {
-        name: weight(*shape)
-        for name, shape in {
-            "q": (DIM, DIM),
-            "k": (DIM, DIM),
-            "v": (DIM, DIM),
-            "o": (DIM, DIM),
-            "cq": (DIM, DIM),
-            "ck": (DIM, DIM),
-            "cv": (DIM, DIM),
-            "cki": (DIM, DIM),
-            "cvi": (DIM, DIM),
-            "co": (DIM, DIM),
-            "f1": (FFN, DIM),
-            "f2": (DIM, FFN),
-        }.items()
-    }
+    w = {name: weight(*shape) for name, shape in WEIGHTS.items()}
     fp8 = torch.float8_e4m3fn
     w8 = {}
     for name, value in w.items():
@@ -79,43 +141,10 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
         out = torch._scaled_mm(x8, weight8.t(), scale_a=scale_x, scale_b=scale_w, out_dtype=bf16)
         return out.reshape(*x.shape[:-1], -1)
 
-    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        def split(t: torch.Tensor) -> torch.Tensor:
-            return t.view(1, -1, HEADS, head).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
-        return out.transpose(1, 2).reshape(1, -1, DIM)
-
-    def block(x: torch.Tensor, ctx: torch.Tensor, img: torch.Tensor, linear: Any) -> torch.Tensor:
-        h = F.layer_norm(x, (DIM,))
-        x = x + linear(attend(linear(h, "q"), linear(h, "k"), linear(h, "v")), "o")
-        h = F.layer_norm(x, (DIM,))
-        q = linear(h, "cq")
-        cross = attend(q, linear(ctx, "ck"), linear(ctx, "cv"))
-        cross = cross + attend(q, linear(img, "cki"), linear(img, "cvi"))
-        x = x + linear(cross, "co")
-        h = F.layer_norm(x, (DIM,))
-        return x + linear(F.gelu(linear(h, "f1"), approximate="tanh"), "f2")
-
-    x = torch.randn(1, n, DIM, device=dev, dtype=bf16)
-    ctx = torch.randn(1, TEXT_TOKENS, DIM, device=dev, dtype=bf16)
-    img = torch.randn(1, IMAGE_TOKENS, DIM, device=dev, dtype=bf16)
-
-    def timed(run: Any) -> float:
-        run()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            run()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        return sorted(times)[len(times) // 2]
+    x, ctx, img = inputs(n)
 
     @torch.inference_mode()
-    def forward(linear: Any) -> None:
+    def forward(linear: Linear) -> None:
         h = x
         for _ in range(BLOCKS):
             h = block(h, ctx, img, linear)
@@ -125,10 +154,10 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
         "model": f"Wan 2.1 14B blocks: dim {DIM}, {HEADS} heads, FFN {FFN}, {BLOCKS} blocks",
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0),
-        "bf16_forward_s": round(timed(lambda: forward(linear_bf16)), 3),
+        "bf16_forward_s": round(timed(lambda: forward(linear_bf16), repeats), 3),
     }
     try:
-        result["fp8_rowwise_forward_s"] = round(timed(lambda: forward(linear_fp8)), 3)
+        result["fp8_rowwise_forward_s"] = round(timed(lambda: forward(linear_fp8), repeats), 3)
     except RuntimeError as exc:
         result["fp8_rowwise_forward_s"] = f"unavailable: {str(exc).splitlines()[0][:160]}"
     q = torch.randn(1, HEADS, n, head, device=dev, dtype=bf16)
@@ -136,12 +165,12 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
     for backend in ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION"):
         try:
             with sdpa_kernel(getattr(SDPBackend, backend)):
-                seconds = timed(lambda: F.scaled_dot_product_attention(q, q, q))
+                seconds = timed(lambda: F.scaled_dot_product_attention(q, q, q), repeats)
             attention[backend.lower()] = round(seconds * 1000, 2)
         except (RuntimeError, AttributeError) as exc:
             attention[backend.lower()] = f"unavailable: {str(exc).splitlines()[0][:120]}"
     result["self_attention_ms_per_block"] = attention
-    matmul = timed(lambda: F.linear(x, w["f1"]))
+    matmul = timed(lambda: F.linear(x, w["f1"]), repeats)
     result["ffn_up_matmul_ms"] = round(matmul * 1000, 2)
     result["ffn_up_matmul_tflops"] = round(2 * n * DIM * FFN / matmul / 1e12, 1)
     return result
