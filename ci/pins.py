@@ -287,10 +287,10 @@ NODE_PACKS: tuple[GitPin, ...] = (
     ),
 )
 
-PATCHES = {"ComfyUI-WanVideoWrapper": "docker/steadydancer/build/wanvideo-official-guidance.patch"}
+PATCHES = {"ComfyUI-WanVideoWrapper": "docker/steadydancer/build/wanvideo.patch"}
 """Pack name -> its patch in this repository, applied on the pinned tree at build time:
 SteadyDancer's three-pass pose guidance in the sampler and the pose CLIP features the model
-reads (clip_fea_c)."""
+reads (clip_fea_c); fp8 matmul's merged weights keeping a per-tensor scale (compute=fp8)."""
 OFFICIAL_POSE_PACK = "ComfyUI-SteadyDancer-Official"
 """docker/steadydancer/nodes/, installed beside the packs under this name."""
 

@@ -264,7 +264,8 @@ def test_the_patch_names_the_wrapper_commit_it_was_made_for() -> None:
     assert re.findall(r"\b[0-9a-f]{40}\b", header) == [WRAPPER.commit]
     changed = re.findall(r"^diff --git a/(\S+)", PATCH.read_text(), re.MULTILINE)
     assert changed == [
-        "nodes.py", "nodes_sampler.py", "steadydancer/nodes.py", "wanvideo/modules/model.py"
+        "fp8_optimization.py", "nodes.py", "nodes_model_loading.py", "nodes_sampler.py",
+        "steadydancer/nodes.py", "utils.py", "wanvideo/modules/model.py",
     ]  # fmt: skip
 
 
@@ -301,6 +302,20 @@ def test_every_pass_gets_the_official_pose_inputs() -> None:
     assert model_sees(context_pass, True) == ("positive", "positive", "positive CLIP")
     assert model_sees(pose_pass, False) == ("negative", "positive", "positive CLIP")
     assert any("context=negative_embeds" in line for line in sampler)
+
+
+def test_fp8_matmul_finds_the_scale_each_merged_weight_kept() -> None:
+    """The patch's own key expression, evaluated: the scale a merged weight keeps is filed
+    under the name convert_fp8_linear looks up for its module (f"{module}.scale_weight"), the
+    name apply_lora gives a checkpoint's scale for a weight no LoRA touches."""
+    (line,) = [line for line in added_lines("utils.py") if line.startswith("fp8_scales[key")]
+    expression = line.split("[", 1)[1].rsplit("] = ", 1)[0]
+    key = "diffusion_model.blocks.0.self_attn.q.weight"
+    assert eval(expression, {"key": key}) == "blocks.0.self_attn.q.scale_weight"
+    loader = added_lines("nodes_model_loading.py")
+    assert 'fp8_scales = {} if "fast" in quantization else None' in loader
+    assert any("scale_weight_keys=scale_weights if fp8_scales is None else fp8_scales" in line
+               for line in loader)  # fmt: skip
 
 
 class Sliceable:

@@ -6,7 +6,7 @@ custom_nodes/ComfyUI-SteadyDancer-Official).
 - SteadyDancerNegativePose: the seeded augmented negative pose;
 - SteadyDancerPoseGuidance: the three-pass pose guidance, its scale and its step window,
   for WanVideoWrapper's sampler (patched at build time to read it:
-  steadydancer/build/wanvideo-official-guidance.patch).
+  steadydancer/build/wanvideo.patch).
 Poses travel between them as POSE_KEYPOINTS: {"poses": [Pose, ...], "width", "height"}.
 """
 
