@@ -33,6 +33,9 @@ ROWS = (
     "fp8-480x832x81-fp8-resident",
     "fp16-480x832x81-shipped",
     "fp16-480x832x81-bf16-resident-compile",
+    "fp8-480x832x81-shipped-b",
+    "fp8-480x832x81-fp8-resident-b",
+    "fp8-480x832x81-fp8-resident-compile-b",
 )
 HEADER = (
     "| result (`bench/results/`) | compute | resident | compile | steady s/step | x floor "
