@@ -4,7 +4,8 @@ Four workflow parameters change how WanVideoWrapper computes, not what:
 
   compute    bf16: the weights are stored as the variant's file has them and every matmul
              runs in bf16 (today's path). fp8: the linears run through torch._scaled_mm in
-             fp8 (the wrapper's *_fast quantization); it needs a GPU of compute capability
+             fp8 (the wrapper's *_fast quantization), each merged weight with a per-tensor
+             scale of its own (build/wanvideo.patch); it needs a GPU of compute capability
              8.9 or newer (Ada, Hopper, Blackwell) and the LoRA merged at load, since the
              wrapper refuses fp8 matmul with a LoRA applied on the fly.
   attention  the loader's attention_mode; "auto" keeps the image's branch (workflows.py).
