@@ -124,22 +124,16 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
         return torch.randn(rows, cols, device=dev, dtype=bf16) * cols**-0.5
 
     w = {name: weight(*shape) for name, shape in WEIGHTS.items()}
-    fp8 = torch.float8_e4m3fn
-    w8 = {}
-    for name, value in w.items():
-        scale = value.abs().amax(dim=1, keepdim=True).float() / 448.0
-        w8[name] = ((value.float() / scale).to(fp8), scale.t().contiguous())
+    from bench.fp8_linear import fp8_linear, quantized
+
+    (held,) = quantized([w], "token", seed=0)
+    per_token = fp8_linear("token")
 
     def linear_bf16(x: torch.Tensor, name: str) -> torch.Tensor:
         return F.linear(x, w[name])
 
     def linear_fp8(x: torch.Tensor, name: str) -> torch.Tensor:
-        weight8, scale_w = w8[name]
-        flat = x.reshape(-1, x.shape[-1])
-        scale_x = flat.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / 448.0
-        x8 = (flat / scale_x).to(fp8)
-        out = torch._scaled_mm(x8, weight8.t(), scale_a=scale_x, scale_b=scale_w, out_dtype=bf16)
-        return out.reshape(*x.shape[:-1], -1)
+        return per_token(x, held[name])
 
     x, ctx, img = inputs(n)
 
