@@ -170,6 +170,14 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
     return result
 
 
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """A measurement as JSON on stdout, and into `out` when given."""
+    text = json.dumps(result, indent=1)
+    if out:
+        out.write_text(text + "\n")
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=480)
@@ -180,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames % 4 != 1 or args.width % 16 or args.height % 16:
         print("frames must be 4n+1 and width and height multiples of 16", file=sys.stderr)
         return 2
-    result = measure(args.width, args.height, args.frames)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(measure(args.width, args.height, args.frames), args.out)
     return 0
 
 

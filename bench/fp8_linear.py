@@ -38,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.floor import BLOCKS, WEIGHTS, block, inputs, timed, tokens
+from bench.floor import BLOCKS, WEIGHTS, block, emit, inputs, timed, tokens
 
 E4M3_MAX = 448.0
 LORA_RANK = 32
@@ -230,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [measure(frames, args.spreads, args.compile) for frames in args.frames],
     }
     result["wall_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
     return 0
 
 
