@@ -92,7 +92,7 @@ def test_the_fp8_findings_are_the_measured_ones() -> None:
     """The block study's errors, the kept-scale render's gate and speed, and the attention
     arithmetic for the image, each as the result files hold them."""
     doc = DOC.replace("\n", " ")
-    study = result("fp8-linear-480x832x81")["runs"][0]["error"]
+    study = result("blocks/fp8-linear-480x832x81")["runs"][0]["error"]
     for recipe, words in (
         ("unit", "with the wrapper's unit-scale merge"),
         ("tensor", "with the scale kept"),
