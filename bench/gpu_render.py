@@ -2,7 +2,8 @@
 
 Usage:
   python -m bench.gpu_render --comfyui DIR [--synthetic] [--variant fp8]
-      [--workflow steadydancer-pose] [--set NAME=VALUE]... [--jobs 2] [--out FILE.json]
+      [--workflow steadydancer-pose] [--set NAME=VALUE]... [--jobs 2] [--profile-step K]
+      [--out FILE.json]
 
 DIR is the pinned ComfyUI with the pinned node packs (python -m bench.trees lays it
 out). The bench puts this repository's docker/ on its own path and its children's, runs
@@ -12,7 +13,9 @@ on a free port and sends --jobs jobs through the smoke client: the first, then w
 with a new seed and new inputs on the same server. Each job records its stages, every
 sampling step on the sampler's own tqdm clock to the millisecond (TQDM_ENV), the steady
 s/step (steps after the first), the sampler's peak memory, the speed settings chosen for
-the GPU and the path of its final latents (ComfyUI's SaveLatent, for bench.quality). A
+the GPU and the path of its final latents (ComfyUI's SaveLatent, for bench.quality). With
+--profile-step K, step K of the last job is recorded with torch's profiler and its GPU time
+is split by kernel kind (bench.step_profile); the first job's timings stay unprofiled. A
 watchdog ends the run as soon as the server process dies. With --synthetic, the
 variant's missing files are first written with random values of the real shapes
 (bench.synthetic_weights, in a process of its own); without it, the real files must be
@@ -44,6 +47,8 @@ for entry in (DOCKER, str(REPO)):
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [DOCKER, os.environ.get("PYTHONPATH")]))
 
 from steadydancer import catalog, smoke, synthetic, workflows  # noqa: E402
+
+from bench import step_profile  # noqa: E402
 
 TQDM_ENV = {"TQDM_MININTERVAL": "0", "TQDM_BAR_FORMAT": "tqdm {n}/{total} {elapsed_s:.3f}s"}
 """Every tqdm bar in the server prints each update with its own clock to the millisecond
@@ -176,7 +181,12 @@ def versions(python: str) -> dict[str, Any]:
 
 
 def start_comfyui(
-    comfyui: Path, python: str, port: int, log_path: Path, extra: list[str]
+    comfyui: Path,
+    python: str,
+    port: int,
+    log_path: Path,
+    extra: list[str],
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     log = log_path.open("wb")
     return subprocess.Popen(
@@ -193,8 +203,26 @@ def start_comfyui(
         cwd=comfyui,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **TQDM_ENV},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **TQDM_ENV, **(env or {})},
     )
+
+
+PROFILER_NODES = REPO / "bench" / "comfyui_nodes"
+
+
+def profiler_setup(work: Path, steps: int, step: int, run: int) -> tuple[list[str], dict[str, str]]:
+    """ComfyUI's flags and environment that load bench/comfyui_nodes/step_profiler.py (as an
+    extra custom-node folder, leaving the tree untouched) to record step `step` of the
+    sampler's run `run`."""
+    paths = work / "profiler-paths.yaml"
+    paths.write_text(json.dumps({"bench_profiler": {"custom_nodes": str(PROFILER_NODES)}}) + "\n")
+    env = {
+        "STEADYDANCER_PROFILE_TRACE": str(work / f"step{step}-run{run}.trace.json"),
+        "STEADYDANCER_PROFILE_STEPS": str(steps),
+        "STEADYDANCER_PROFILE_STEP": str(step),
+        "STEADYDANCER_PROFILE_RUN": str(run),
+    }
+    return ["--extra-model-paths-config", str(paths)], env
 
 
 class Watchdog:
@@ -289,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="an extra ComfyUI flag (repeatable)",
     )
+    parser.add_argument(
+        "--profile-step",
+        type=int,
+        metavar="K",
+        help="record sampling step K (2 or more) of the last job with torch's profiler",
+    )
     parser.add_argument("--ready-timeout", type=float, default=600)
     parser.add_argument("--out", type=Path, default=Path("bench/results/gpu-render.json"))
     args = parser.parse_args(argv)
@@ -315,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     steps, width, height = setting("steps"), setting("width"), setting("height")
     frames, fps, seed = setting("frames"), setting("fps"), setting("seed")
     result["parameters"] = values
+    if args.profile_step is not None and not 2 <= args.profile_step <= steps:
+        print(
+            f"--profile-step {args.profile_step}: give a step from 2 to {steps} (the first "
+            "step carries warm-up)",
+            file=sys.stderr,
+        )
+        return 2
     result.update(versions(args.python))
     env = dict(os.environ)
     if args.synthetic:
@@ -366,7 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     vram = VramSampler().start()
     started = time.monotonic()
-    server = start_comfyui(args.comfyui, args.python, port, log_path, args.comfy_args)
+    comfy_args, comfy_env = list(args.comfy_args), dict[str, str]()
+    if args.profile_step is not None:
+        flags, comfy_env = profiler_setup(work, steps, args.profile_step, args.jobs)
+        comfy_args += flags
+    server = start_comfyui(args.comfyui, args.python, port, log_path, comfy_args, comfy_env)
     watchdog = Watchdog(server)
     jobs: list[dict[str, Any]] = []
     try:
@@ -431,6 +476,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(jobs) == args.jobs and all(j["status"] == "passed" for j in jobs)
         else "failed"
     )
+    if args.profile_step is not None:
+        trace = Path(comfy_env["STEADYDANCER_PROFILE_TRACE"])
+        try:
+            result["step_profile"] = {"job": args.jobs, **step_profile.read(trace)}
+        except (OSError, ValueError, KeyError) as exc:
+            result["step_profile"] = {"error": f"{trace}: {exc}"}
+            result["status"] = "failed"
     first = jobs[0] if jobs else {}
     floor_s = (result.get("floor") or {}).get("bf16_forward_s")
     if first.get("steady_s_per_step") and floor_s:

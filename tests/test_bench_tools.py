@@ -169,3 +169,101 @@ def test_psnr_and_relative_error_are_the_textbook_ones() -> None:
     assert np.isnan(quality.psnr(np.array([np.nan]), np.array([1.0]), 1.0))
     with pytest.raises(ValueError, match="all zeros"):
         quality.relative_error(reference, np.zeros(4))
+
+
+PROFILER = Path(gpu_render.PROFILER_NODES) / "step_profiler.py"
+BAR_PROGRAM = """
+class ProgressBar:
+    '''ComfyUI 3cd7b32's contract: update(n) advances through update_absolute(current + n).'''
+
+    def __init__(self, total):
+        self.total, self.current = total, 0
+
+    def update_absolute(self, value, total=None, preview=None):
+        self.current = min(value, self.total)
+
+    def update(self, value):
+        self.update_absolute(self.current + value)
+"""
+SAMPLER_PROGRAM = """
+from comfy.utils import ProgressBar
+
+def sample(steps, work):
+    bar = ProgressBar(steps)
+    for step in range(1, steps + 1):
+        work.append(("sampler", step))
+        bar.update(1)
+"""
+
+
+class Recorder:
+    """Stands in for torch's profiler, which is not installed here: it notes when the window
+    opens and closes. The profiler itself ran on the GPU (bench/results/*-profile.json)."""
+
+    def __init__(self, work: list[tuple[str, int]]) -> None:
+        self.work = work
+
+    def start(self, caller: str) -> None:
+        self.work.append(("start", int(caller.rsplit(":", 1)[1])))
+
+    def stop(self) -> None:
+        self.work.append(("stop", 0))
+
+
+def test_the_step_profiler_records_step_k_of_the_samplers_run_n(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loaded as ComfyUI loads a custom-node file, with a bar class of ComfyUI's contract: bars
+    advanced from other files (the VAE's, the resize nodes') and the sampler's first run are
+    passed over; the window holds exactly the sampler's step 3 of its second run."""
+    import importlib.util
+
+    (tmp_path / "comfy").mkdir()
+    (tmp_path / "comfy" / "__init__.py").write_text("")
+    (tmp_path / "comfy" / "utils.py").write_text(BAR_PROGRAM)
+    (tmp_path / "nodes_sampler.py").write_text(SAMPLER_PROGRAM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("comfy", "comfy.utils", "nodes_sampler"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import comfy.utils  # type: ignore[import-not-found]
+
+    spec = importlib.util.spec_from_file_location("step_profiler", PROFILER)
+    assert spec is not None and spec.loader is not None
+    profiler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profiler)
+    original = comfy.utils.ProgressBar.update_absolute
+    work: list[tuple[str, int]] = []
+    for name, value in {"STEPS": "4", "STEP": "3", "RUN": "2", "TRACE": "unused"}.items():
+        monkeypatch.setenv(f"STEADYDANCER_PROFILE_{name}", value)
+    monkeypatch.setattr(profiler, "TorchRecorder", lambda *_: Recorder(work))
+    profiler.install()
+    assert comfy.utils.ProgressBar.update_absolute is not original
+    import nodes_sampler  # type: ignore[import-not-found]
+
+    other = comfy.utils.ProgressBar(4)
+    for _ in range(4):
+        other.update(1)
+    nodes_sampler.sample(4, work)
+    assert work == [("sampler", step) for step in range(1, 5)]
+    work.clear()
+    nodes_sampler.sample(4, work)
+    line = next(
+        number
+        for number, text in enumerate(SAMPLER_PROGRAM.splitlines(), 1)
+        if "bar.update(1)" in text
+    )
+    assert work == [
+        ("sampler", 1),
+        ("sampler", 2),
+        ("start", line),
+        ("sampler", 3),
+        ("stop", 0),
+        ("sampler", 4),
+    ]
+    nodes_sampler.sample(4, work)
+    assert ("start", line) in work and work.count(("start", line)) == 1
+
+
+def test_the_profiled_step_must_not_be_the_warm_up_step(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu_render.main(["--comfyui", "nowhere", "--profile-step", "1"]) == 2
+    assert "--profile-step 1: give a step from 2 to 4" in capsys.readouterr().err
