@@ -8,9 +8,10 @@ text and 257 image tokens) is built with random bf16 weights and run 40 times, a
 40 blocks of a forward: the time of a sampling step with nothing but the transformer's
 matmuls and attention in bf16 through SDPA. The same forward is timed with the linears
 in fp8 (torch._scaled_mm, per-token activation scales and per-channel weight scales) and
-SDPA's attention backends are timed alone at the shape, so a step's time can be read
-against what each kernel choice allows. Written by hand because the floor is this
-project's own yardstick: no library times a bare Wan block at a given shape.
+SDPA's attention backends (and SageAttention, where installed) are timed alone at the
+shape, so a step's time can be read against what each kernel choice allows. Written by
+hand because the floor is this project's own yardstick: no library times a bare Wan block
+at a given shape.
 """
 
 from __future__ import annotations
@@ -163,6 +164,13 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
             attention[backend.lower()] = round(seconds * 1000, 2)
         except (RuntimeError, AttributeError) as exc:
             attention[backend.lower()] = f"unavailable: {str(exc).splitlines()[0][:120]}"
+    try:
+        from sageattention import sageattn
+
+        seconds = timed(lambda: sageattn(q, q, q, tensor_layout="HND"), repeats)
+        attention["sageattn"] = round(seconds * 1000, 2)
+    except ImportError:
+        attention["sageattn"] = "unavailable: the sageattention package is not installed"
     result["self_attention_ms_per_block"] = attention
     matmul = timed(lambda: F.linear(x, w["f1"]), repeats)
     result["ffn_up_matmul_ms"] = round(matmul * 1000, 2)
@@ -188,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames % 4 != 1 or args.width % 16 or args.height % 16:
         print("frames must be 4n+1 and width and height multiples of 16", file=sys.stderr)
         return 2
-    emit(measure(args.width, args.height, args.frames), args.out)
+    command = " ".join(["python -m bench.floor", *(argv if argv is not None else sys.argv[1:])])
+    emit({"command": command, **measure(args.width, args.height, args.frames)}, args.out)
     return 0
 
 

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    # Attention first: cuDNN's and FlashAttention's kernel names can hold "gemm" too.
+    # First match wins. Attention first: cuDNN's and FlashAttention's names can hold "gemm".
+    # torch.compile names a fused kernel after every op it fused, so one fused around an fp8
+    # matmul's input quantization or attention's input (norm, RoPE) counts with that op;
+    # SageAttention's own quantization kernels fall in "other".
     ("attention", re.compile(r"flash|fmha|attention|sdpa|_attn|sageattn|\bmha", re.I)),
     ("matmul", re.compile(r"gemm|nvjet|cutlass|xmma|cublas|scaled_mm|wgmma|\bmm\b", re.I)),
     ("copy and cast", re.compile(r"^Memcpy|^Memset|copy_kernel|CatArrayBatched", re.I)),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from steadydancer import smoke
 
-from bench import gpu_render, quality, trees
+from bench import gpu_render, quality, step_profile, trees
 
 TQDM_PROGRAM = """
 import sys, time
@@ -267,3 +267,43 @@ def test_the_step_profiler_records_step_k_of_the_samplers_run_n(
 def test_the_profiled_step_must_not_be_the_warm_up_step(capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu_render.main(["--comfyui", "nowhere", "--profile-step", "1"]) == 2
     assert "--profile-step 1: give a step from 2 to 4" in capsys.readouterr().err
+
+
+STEP_EXCERPT = Path(__file__).parent / "data" / "step_profile" / "bf16-step-excerpt.json"
+
+
+def test_a_steps_gpu_time_is_split_by_what_its_kernels_do() -> None:
+    """On a stretch of a real trace (one Wan block's kernels in the wrapper's sampler on the
+    H200): every kernel and memset is counted once, host events are not, and each kernel
+    family lands in its kind."""
+    trace = json.loads(STEP_EXCERPT.read_text())
+    device = [e for e in trace["traceEvents"] if e["cat"] != "cuda_runtime"]
+    wall_ms = (max(e["ts"] + e["dur"] for e in device) - min(e["ts"] for e in device)) / 1000
+    summary = step_profile.summarize(trace, wall_ms, top=100)
+    assert summary["kernels"] == len(device)
+    total_ms = sum(e["dur"] for e in device) / 1000
+    assert summary["kernel_ms"] == pytest.approx(total_ms, abs=0.002)
+    categories = summary["categories"]
+    assert sum(c["ms"] for c in categories.values()) == pytest.approx(total_ms, abs=0.01)
+    assert summary["gpu_idle_ms"] == pytest.approx(wall_ms - summary["gpu_busy_ms"], abs=0.002)
+    by_name = {k["name"]: k["category"] for k in summary["top_kernels"]}
+
+    def kinds(part: str) -> set[str]:
+        return {kind for name, kind in by_name.items() if part in name}
+
+    assert kinds("cudnn_generated_fort_native_sdpa") == {"attention"}
+    assert kinds("nvjet_sm90") == {"matmul"}
+    assert kinds("Memset (Device)") == kinds("direct_copy_kernel") == {"copy and cast"}
+    assert kinds("layer_norm") == {"normalization"}
+    assert kinds("MulFunctor") == {"elementwise and reductions"}
+    assert categories["attention"]["ms"] > 10 * categories["normalization"]["ms"]
+
+
+def test_overlapping_kernels_keep_the_gpu_busy_once() -> None:
+    events = [("a", 0.0, 10.0), ("b", 5.0, 10.0), ("c", 30.0, 5.0), ("d", 31.0, 1.0)]
+    assert step_profile.busy_us(events) == 20.0
+
+
+def test_a_trace_without_kernels_is_refused_in_words() -> None:
+    with pytest.raises(ValueError, match="no CUDA kernel"):
+        step_profile.summarize({"traceEvents": [{"ph": "X", "cat": "cpu_op"}]}, 1.0)

@@ -117,7 +117,7 @@ def install() -> None:
             return
         try:
             window.progress(self, self.current, self.total, caller)
-        except Exception as exc:  # noqa: BLE001 - a profiler failure must not fail the job
+        except Exception as exc:  # a profiler failure must not fail the job
             window.done = True
             print(f"step profiler: failed: {type(exc).__name__}: {exc}", flush=True)
 
