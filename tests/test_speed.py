@@ -159,3 +159,32 @@ def test_defaults_only_take_paths_that_passed_the_quality_gate() -> None:
         assert gated[result_name]["passed"], (variant, result_name)
     # Resident, the warm worker's default, computes what the shipped path computes.
     assert gated["fp8-480x832x81-bf16-resident"]["passed"]
+
+
+def test_the_page_files_run_todays_path_and_the_docs_name_the_warm_workers_edits() -> None:
+    """docs/serving.md tells a pod's page user the edits resident=on makes: every node and
+    input that differs between the rendered resident and shipped prompts is named there."""
+    import re
+
+    doc = re.sub(r"\s+", " ", (REPO / "docs" / "serving.md").read_text())
+    paragraph = doc[doc.index("A page file cannot see the GPU") :][:800]
+    warm = rendered("steadydancer-pose", "fp8", "xformers", {"resident": "on"})
+    shipped = rendered("steadydancer-pose", "fp8", "xformers", {"resident": "off"})
+    changed = {
+        (warm[key]["class_type"], name, value)
+        for key in warm
+        for name, value in warm[key]["inputs"].items()
+        if shipped[key]["inputs"].get(name) != value
+    }
+    assert len(changed) == 5
+    for class_type, name, value in changed:
+        assert class_type in paragraph and f"`{name}`" in paragraph, (class_type, name)
+        if isinstance(value, str):
+            assert f"`{value}`" in paragraph
+    for path in sorted((REPO / "workflows" / "ui").glob("*/*.json")):
+        loaders = [
+            n for n in json.loads(path.read_text())["nodes"] if n["type"] == "WanVideoModelLoader"
+        ]
+        assert loaders, path
+        for loader in loaders:
+            assert "offload_device" in loader["widgets_values"], path
