@@ -5,13 +5,14 @@ Usage:
 
 One DiT block of Wan 2.1 14B (dim 5120, 40 heads, FFN 13824, cross-attention to 512
 text and 257 image tokens) is built with random bf16 weights and run 40 times, as the
-40 blocks of a forward: the time of a sampling step with nothing but the transformer's
-matmuls and attention in bf16 through SDPA. The same forward is timed with the linears
-in fp8 (torch._scaled_mm, per-token activation scales and per-channel weight scales) and
-SDPA's attention backends (and SageAttention, where installed) are timed alone at the
-shape, so a step's time can be read against what each kernel choice allows. Written by
-hand because the floor is this project's own yardstick: no library times a bare Wan block
-at a given shape.
+40 blocks of a forward over SteadyDancer's whole sequence (the video's tokens and its two
+reference frames', steadydancer.vram.sequence): the time of a sampling step with nothing
+but the transformer's matmuls and attention in bf16 through SDPA. The same forward is
+timed with the linears in fp8 (torch._scaled_mm, per-token activation scales and
+per-channel weight scales) and SDPA's attention backends (and SageAttention, where
+installed) are timed alone at the shape, so a step's time can be read against what each
+kernel choice allows. Written by hand because the floor is this project's own yardstick:
+no library times a bare Wan block at a given shape.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ DOCKER = str(Path(__file__).resolve().parents[1] / "docker")
 if DOCKER not in sys.path:
     sys.path.insert(0, DOCKER)
 
-from steadydancer.vram import tokens  # noqa: E402
+from steadydancer.vram import sequence, tokens  # noqa: E402
 
 DIM, HEADS, FFN, BLOCKS = 5120, 40, 13824, 40
 TEXT_TOKENS, IMAGE_TOKENS = 512, 257
@@ -118,7 +119,7 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
     torch.manual_seed(0)
     dev = torch.device("cuda")
     bf16 = torch.bfloat16
-    n = tokens(width, height, frames)
+    n = sequence(width, height, frames)
     head = DIM // HEADS
 
     def weight(rows: int, cols: int) -> torch.Tensor:
@@ -145,7 +146,13 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
             h = block(h, ctx, img, linear)
 
     result: dict[str, Any] = {
-        "shape": {"width": width, "height": height, "frames": frames, "tokens": n},
+        "shape": {
+            "width": width,
+            "height": height,
+            "frames": frames,
+            "tokens": n,
+            "video_tokens": tokens(width, height, frames),
+        },
         "model": f"Wan 2.1 14B blocks: dim {DIM}, {HEADS} heads, FFN {FFN}, {BLOCKS} blocks",
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0),

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from steadydancer import speed
+from steadydancer import speed, vram
 
 from bench import quality, report
 from tests.dagger_offline import REPO
@@ -203,8 +203,9 @@ def test_the_attention_and_profile_findings_are_the_measured_ones() -> None:
         in doc
     )
     tokens = reference["floor"]["shape"]["tokens"]
+    assert tokens == vram.tokens(480, 832, 81)
     latent_frames = (81 - 1) // 4 + 1
-    sequence = (latent_frames + 2) * tokens // latent_frames
+    sequence = vram.sequence(480, 832, 81)
     assert f"23 x {tokens // latent_frames} = {sequence:,}" in doc and f"floor's {tokens:,}" in doc
     assert f"{((sequence / tokens) ** 2 - 1) * 100:.0f} % more attention work" in doc
     extra = per_block - floor_ms["cudnn_attention"]

@@ -78,3 +78,11 @@ def test_the_choice_is_left_to_the_user_and_made_only_for_a_cuda_device() -> Non
     assert prompt["23"]["inputs"]["blocks_to_swap"] == chosen
     assert prompt["16"]["inputs"]["block_swap_args"] == ["23", 0]
     assert workflows.load("cpu-smoke").parameters.get("block_swap") is None
+
+
+def test_steadydancers_sequence_is_the_video_and_its_two_reference_frames() -> None:
+    """The wrapper's SteadyDancer branch concatenates the reference image's and the reference
+    pose's latent frame after the video's 21 at 81 frames: 23 frames of 30 x 52 tokens."""
+    assert vram.tokens(480, 832, 81) == 21 * 30 * 52 == 32_760
+    assert vram.sequence(480, 832, 81) == 23 * 30 * 52 == 35_880
+    assert vram.sequence(480, 832, 33) - vram.tokens(480, 832, 33) == 2 * 30 * 52

@@ -36,9 +36,20 @@ GIB = 2**30
 
 
 def tokens(width: int, height: int, frames: int) -> int:
-    """The DiT's sequence: Wan's VAE packs 4 frames a latent after the first, 8x8 pixels a
-    latent cell, and the DiT patches 2x2 cells."""
+    """The video's tokens: Wan's VAE packs 4 frames a latent after the first, 8x8 pixels a
+    latent cell, and the DiT patches 2x2 cells. (The memory fit above counts these.)"""
     return ((frames - 1) // 4 + 1) * (height // 16) * (width // 16)
+
+
+REFERENCE_LATENT_FRAMES = 2
+"""Latent frames SteadyDancer appends to the video's before its DiT: the reference image's and
+the reference pose's (WanVideoWrapper's SteadyDancer branch concatenates them along time)."""
+
+
+def sequence(width: int, height: int, frames: int) -> int:
+    """The DiT's whole sequence in a SteadyDancer render: the video's tokens and the
+    reference frames'. Attention's work grows with its square."""
+    return tokens(width, height, frames) + REFERENCE_LATENT_FRAMES * (height // 16) * (width // 16)
 
 
 def dit_gib(variant: str) -> float:
