@@ -15,7 +15,8 @@ sampling step on the sampler's own tqdm clock to the millisecond (TQDM_ENV), the
 s/step (steps after the first), the sampler's peak memory, the speed settings chosen for
 the GPU and the path of its final latents (ComfyUI's SaveLatent, for bench.quality). With
 --profile-step K, step K of the last job is recorded with torch's profiler and its GPU time
-is split by kernel kind (bench.step_profile); the first job's timings stay unprofiled. A
+is split by kernel kind (bench.step_profile); with two jobs or more the first job's timings
+stay unprofiled. A
 watchdog ends the run as soon as the server process dies. With --synthetic, the
 variant's missing files are first written with random values of the real shapes
 (bench.synthetic_weights, in a process of its own); without it, the real files must be

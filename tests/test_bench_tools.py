@@ -264,6 +264,19 @@ def test_the_step_profiler_records_step_k_of_the_samplers_run_n(
     assert ("start", line) in work and work.count(("start", line)) == 1
 
 
+def test_comfyui_finds_the_profiler_as_an_extra_custom_node_folder(tmp_path: Path) -> None:
+    """ComfyUI's --extra-model-paths-config file is YAML whose sections map folder kinds to
+    paths; `custom_nodes` there is scanned like custom_nodes/ (utils/extra_config.py)."""
+    import yaml
+
+    flags, env = gpu_render.profiler_setup(tmp_path, steps=4, step=3, run=2)
+    assert flags[0] == "--extra-model-paths-config"
+    (section,) = yaml.safe_load(Path(flags[1]).read_text()).values()
+    assert (Path(section["custom_nodes"]) / "step_profiler.py").is_file()
+    assert env["STEADYDANCER_PROFILE_TRACE"].startswith(str(tmp_path))
+    assert (env["STEADYDANCER_PROFILE_STEP"], env["STEADYDANCER_PROFILE_RUN"]) == ("3", "2")
+
+
 def test_the_profiled_step_must_not_be_the_warm_up_step(capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu_render.main(["--comfyui", "nowhere", "--profile-step", "1"]) == 2
     assert "--profile-step 1: give a step from 2 to 4" in capsys.readouterr().err
