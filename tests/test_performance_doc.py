@@ -9,6 +9,7 @@ from typing import Any
 from steadydancer import speed, vram
 
 from bench import quality, report
+from ci import pins
 from tests.dagger_offline import REPO
 
 DOC = (REPO / "docs" / "performance.md").read_text()
@@ -211,3 +212,7 @@ def test_the_attention_and_profile_findings_are_the_measured_ones() -> None:
     extra = per_block - floor_ms["cudnn_attention"]
     assert f"{extra * 40 / 1000:.2f} s of it is self-attention" in doc
     assert f"({extra:.2f} ms a block)" in doc
+    flash, sage_ms = attention["flash_attention"], attention["sageattn"]
+    assert f"{(flash - sage_ms) * 40 / 1000:.2f} s off an 81-frame step" in doc
+    assert f"({flash} against {sage_ms} ms a block)" in doc
+    assert "has 12.4.1" in doc and pins.PROFILES["cu124"].cuda_version == "12.4.1"
