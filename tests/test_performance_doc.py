@@ -216,3 +216,14 @@ def test_the_attention_and_profile_findings_are_the_measured_ones() -> None:
     assert f"{(flash - sage_ms) * 40 / 1000:.2f} s off an 81-frame step" in doc
     assert f"({flash} against {sage_ms} ms a block)" in doc
     assert "has 12.4.1" in doc and pins.PROFILES["cu124"].cuda_version == "12.4.1"
+
+
+def test_the_image_has_no_sageattention_as_the_docs_say() -> None:
+    """The attention parameter's row says the image lacks SageAttention: neither the lock nor
+    any layer installs it, and the attention layer's branches are flash-attn and xformers."""
+    from ci.layers import attention
+
+    assert "needs SageAttention, which the image does not have yet" in DOC
+    sources = [*(REPO / "ci" / "locks").rglob("*.txt"), *(REPO / "ci" / "layers").glob("*.py")]
+    assert sources and not any("sageattention" in p.read_text().lower() for p in sources)
+    assert {attention.FLASH, attention.XFORMERS} == {"flash_attn_2", "xformers"}
