@@ -150,8 +150,8 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
             "width": width,
             "height": height,
             "frames": frames,
-            "tokens": n,
-            "video_tokens": tokens(width, height, frames),
+            "tokens": tokens(width, height, frames),
+            "sequence_tokens": n,
         },
         "model": f"Wan 2.1 14B blocks: dim {DIM}, {HEADS} heads, FFN {FFN}, {BLOCKS} blocks",
         "torch": torch.__version__,
@@ -178,6 +178,8 @@ def measure(width: int, height: int, frames: int, repeats: int = 3) -> dict[str,
         attention["sageattn"] = round(seconds * 1000, 2)
     except ImportError:
         attention["sageattn"] = "unavailable: the sageattention package is not installed"
+    except RuntimeError as exc:  # built for another GPU, say: the rest of the floor stands
+        attention["sageattn"] = f"unavailable: {str(exc).splitlines()[0][:120]}"
     result["self_attention_ms_per_block"] = attention
     matmul = timed(lambda: F.linear(x, w["f1"]), repeats)
     result["ffn_up_matmul_ms"] = round(matmul * 1000, 2)

@@ -215,6 +215,7 @@ def profiler_setup(work: Path, steps: int, step: int, run: int) -> tuple[list[st
     """ComfyUI's flags and environment that load bench/comfyui_nodes/step_profiler.py (as an
     extra custom-node folder, leaving the tree untouched) to record step `step` of the
     sampler's run `run`."""
+    work = work.resolve()  # ComfyUI runs in its own folder: it needs absolute paths
     paths = work / "profiler-paths.yaml"
     paths.write_text(json.dumps({"bench_profiler": {"custom_nodes": str(PROFILER_NODES)}}) + "\n")
     env = {

@@ -11,6 +11,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -210,12 +211,11 @@ class Recorder:
         self.work.append(("stop", 0))
 
 
-def test_the_step_profiler_records_step_k_of_the_samplers_run_n(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Loaded as ComfyUI loads a custom-node file, with a bar class of ComfyUI's contract: bars
-    advanced from other files (the VAE's, the resize nodes') and the sampler's first run are
-    passed over; the window holds exactly the sampler's step 3 of its second run."""
+def load_profiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorder: Recorder, run: str
+) -> tuple[Any, Any, Any]:
+    """step_profiler.py loaded as ComfyUI loads a custom-node file, beside a comfy.utils whose
+    bar class keeps ComfyUI's contract and a sampler file that advances one bar a step."""
     import importlib.util
 
     (tmp_path / "comfy").mkdir()
@@ -232,15 +232,24 @@ def test_the_step_profiler_records_step_k_of_the_samplers_run_n(
     profiler = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(profiler)
     original = comfy.utils.ProgressBar.update_absolute
-    work: list[tuple[str, int]] = []
-    for name, value in {"STEPS": "4", "STEP": "3", "RUN": "2", "TRACE": "unused"}.items():
+    for name, value in {"STEPS": "4", "STEP": "3", "RUN": run, "TRACE": "unused"}.items():
         monkeypatch.setenv(f"STEADYDANCER_PROFILE_{name}", value)
-    monkeypatch.setattr(profiler, "TorchRecorder", lambda *_: Recorder(work))
+    monkeypatch.setattr(profiler, "TorchRecorder", lambda *_: recorder)
     profiler.install()
     assert comfy.utils.ProgressBar.update_absolute is not original
     import nodes_sampler  # type: ignore[import-not-found]
 
-    other = comfy.utils.ProgressBar(4)
+    return profiler, nodes_sampler, comfy.utils
+
+
+def test_the_step_profiler_records_step_k_of_the_samplers_run_n(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bars advanced from other files (the VAE's, the resize nodes') and the sampler's first
+    run are passed over; the window holds exactly the sampler's step 3 of its second run."""
+    work: list[tuple[str, int]] = []
+    _, nodes_sampler, comfy_utils = load_profiler(tmp_path, monkeypatch, Recorder(work), "2")
+    other = comfy_utils.ProgressBar(4)
     for _ in range(4):
         other.update(1)
     nodes_sampler.sample(4, work)
@@ -264,17 +273,46 @@ def test_the_step_profiler_records_step_k_of_the_samplers_run_n(
     assert ("start", line) in work and work.count(("start", line)) == 1
 
 
-def test_comfyui_finds_the_profiler_as_an_extra_custom_node_folder(tmp_path: Path) -> None:
+def test_comfyui_finds_the_profiler_as_an_extra_custom_node_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ComfyUI's --extra-model-paths-config file is YAML whose sections map folder kinds to
     paths; `custom_nodes` there is scanned like custom_nodes/ (utils/extra_config.py)."""
     import yaml
 
-    flags, env = gpu_render.profiler_setup(tmp_path, steps=4, step=3, run=2)
-    assert flags[0] == "--extra-model-paths-config"
+    (tmp_path / "bench").mkdir()
+    monkeypatch.chdir(tmp_path)
+    # A relative --out: ComfyUI runs in its own folder, so every path it gets is absolute.
+    flags, env = gpu_render.profiler_setup(Path("bench"), steps=4, step=3, run=2)
+    assert flags[0] == "--extra-model-paths-config" and Path(flags[1]).is_absolute()
+    assert Path(env["STEADYDANCER_PROFILE_TRACE"]).is_absolute()
     (section,) = yaml.safe_load(Path(flags[1]).read_text()).values()
     assert (Path(section["custom_nodes"]) / "step_profiler.py").is_file()
     assert env["STEADYDANCER_PROFILE_TRACE"].startswith(str(tmp_path))
     assert (env["STEADYDANCER_PROFILE_STEP"], env["STEADYDANCER_PROFILE_RUN"]) == ("3", "2")
+
+
+class FailingRecorder(Recorder):
+    """A recorder whose start fails, as torch's profiler can (no CUPTI, say)."""
+
+    def start(self, caller: str) -> None:
+        raise RuntimeError("CUPTI is not available")
+
+    def close(self) -> None:
+        self.work.append(("closed", 0))
+
+
+def test_a_failing_profiler_leaves_the_job_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noted: list[tuple[str, int]] = []
+    _, nodes_sampler, _ = load_profiler(tmp_path, monkeypatch, FailingRecorder(noted), "1")
+    work: list[tuple[str, int]] = []
+    nodes_sampler.sample(4, work)
+    nodes_sampler.sample(4, work)
+    assert work == [("sampler", step) for step in range(1, 5)] * 2
+    assert noted == [("closed", 0)]
+    assert "step profiler: failed: RuntimeError: CUPTI is not available" in capsys.readouterr().out
 
 
 def test_the_profiled_step_must_not_be_the_warm_up_step(capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,6 +69,12 @@ class TorchRecorder:
         self.profile.__enter__()
         self.started = time.perf_counter()
 
+    def close(self) -> None:
+        """Ends a recording left open by a failure, so the server runs on unprofiled."""
+        if self.profile is not None:
+            self.profile.__exit__(None, None, None)
+            self.profile = None
+
     def stop(self) -> None:
         import torch
 
@@ -76,6 +82,7 @@ class TorchRecorder:
         wall_ms = (time.perf_counter() - self.started) * 1000
         self.profile.__exit__(None, None, None)
         self.profile.export_chrome_trace(str(self.trace))
+        self.profile = None
         facts = {"step": self.step, "wall_ms": round(wall_ms, 3), "caller": self.caller}
         self.trace.with_suffix(".facts.json").write_text(json.dumps(facts) + "\n")
         print(f"step profiler: step {self.step} took {wall_ms:.3f} ms, trace {self.trace}")
@@ -120,6 +127,10 @@ def install() -> None:
         except Exception as exc:  # a profiler failure must not fail the job
             window.done = True
             print(f"step profiler: failed: {type(exc).__name__}: {exc}", flush=True)
+            try:
+                window.recorder.close()
+            except Exception as again:
+                print(f"step profiler: could not close: {again}", flush=True)
 
     comfy.utils.ProgressBar.update_absolute = update_absolute
 
