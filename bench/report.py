@@ -73,17 +73,25 @@ def floors() -> dict[int, float]:
     return found
 
 
+def gate_cell(result: dict[str, Any]) -> str:
+    """The quality gate's verdict on a result's first job, or "reference" for the path the
+    others were gated against."""
+    gate = result.get("quality")
+    if not gate:
+        return "reference"
+    job = gate["jobs"][0]
+    verdict = "pass" if gate["passed"] else "FAIL"
+    return f"{job['latent_relative_error']:.4f} / {job['frames_psnr_db']:.1f} dB, {verdict}"
+
+
+def markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def row(name: str, floor_s: float) -> str:
     result = load(name)
     values = result["parameters"]
     first, warm = result["jobs"]
-    gate = result.get("quality")
-    if gate:
-        job = gate["jobs"][0]
-        verdict = "pass" if gate["passed"] else "FAIL"
-        checked = f"{job['latent_relative_error']:.4f} / {job['frames_psnr_db']:.1f} dB, {verdict}"
-    else:
-        checked = "reference"
     cells = [
         f"`{name}`",
         values.get("compute", "bf16"),
@@ -98,24 +106,15 @@ def row(name: str, floor_s: float) -> str:
         f"{warm['wall_s']:.2f}",
         f"{first['max_reserved_gib']:.1f}",
         f"{result['vram_peak_nvidia_smi_mib'] / 1024:.1f}",
-        checked,
+        gate_cell(result),
     ]
-    return "| " + " | ".join(cells) + " |"
+    return markdown_row(cells)
 
 
 def table() -> str:
     by_frames = floors()
     rows = [row(name, by_frames[load(name)["parameters"]["frames"]]) for name in ROWS]
     return "\n".join([HEADER, *rows])
-
-
-def gate_cell(result: dict[str, Any]) -> str:
-    gate = result.get("quality")
-    if not gate:
-        return "reference"
-    job = gate["jobs"][0]
-    verdict = "pass" if gate["passed"] else "FAIL"
-    return f"{job['latent_relative_error']:.4f} / {job['frames_psnr_db']:.1f} dB, {verdict}"
 
 
 def attention_table() -> str:
@@ -139,7 +138,7 @@ def attention_table() -> str:
             f"{job['max_reserved_gib']:.1f}",
             gate_cell(result),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines)
 
 
@@ -165,7 +164,7 @@ def profile_table() -> str:
             f"{rest:.0f}",
             f"{profile['gpu_idle_ms']:.0f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_row(cells))
     return "\n".join(lines)
 
 

@@ -67,13 +67,15 @@ def summarize(trace: dict[str, Any], wall_ms: float, top: int = 12) -> dict[str,
     events = device_events(trace)
     if not events:
         raise ValueError("the trace holds no CUDA kernel: was the step run on the GPU?")
-    by_category: dict[str, float] = {}
     by_kernel: dict[str, list[float]] = {}
     for name, _, duration in events:
-        by_category[category(name)] = by_category.get(category(name), 0.0) + duration
         entry = by_kernel.setdefault(name, [0, 0.0])
         entry[0] += 1
         entry[1] += duration
+    # Categorised once per kernel name, not per launch: a step launches thousands.
+    by_category: dict[str, float] = {}
+    for name, (_, us) in by_kernel.items():
+        by_category[category(name)] = by_category.get(category(name), 0.0) + us
     kernel_ms = sum(by_category.values()) / 1000
     busy_ms = busy_us(events) / 1000
     return {
